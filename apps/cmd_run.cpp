@@ -1,0 +1,228 @@
+// kvscope run: one generation with the seed scripts' flags, an honest summary, a CSV row.
+#include <cstdio>
+#include <fstream>
+
+#include <fmt/core.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include "analysis/process.h"
+#include "analysis/stats.h"
+#include "apps/commands.h"
+#include "core/error.h"
+#include "model/loader.h"
+#include "report/csv.h"
+#include "runtime/engine.h"
+#include "runtime/prompts.h"
+
+namespace kvscope::cli {
+
+namespace {
+
+struct RunOpts {
+    std::string model = "distilgpt2", dtype = "fp32", kv_dtype = "", device = "cpu", csv, padding = "none";
+    std::vector<std::string> prompts, prompt_ids;
+    int use_cache = 1, batch = 1, prompt_len = 32, max_new = 64, threads = 0, warmup = 1, top_k = 0;
+    bool no_cache = false, json = false, ignore_eos = false, quiet = false;
+    float temperature = 0.0f, top_p = 1.0f;
+    uint64_t seed = 0;
+};
+
+const std::vector<std::string> kCsvHeader = {
+    // The seed scripts' logs.csv columns, in their order...
+    "model", "dtype", "device", "use_cache", "batch_size", "prompt_len", "max_new_tokens", "total_time_s",
+    "tokens_generated", "tokens_per_s", "p50_latency_s", "p95_latency_s", "peak_mem_mb",
+    // ...then kvscope's own.
+    "weights", "kv_dtype", "threads", "prefill_ms", "decode_tok_s", "p50_ms", "p95_ms", "kv_bytes",
+    "peak_rss_bytes", "commit"};
+
+void check_csv_header(const std::string& path) {
+    std::ifstream f(path);
+    if (!f) return;
+    std::string first;
+    std::getline(f, first);
+    if (first.empty()) return;
+    std::string want = csv_line(kCsvHeader);
+    want.pop_back();
+    if (first != want)
+        fail("--csv {}: existing file has a different header (expected kvscope run's columns: {}); use a new file",
+             path, want);
+}
+
+std::string g(double v) { return fmt::format("{:.6g}", v); }
+
+void run(const RunOpts& o) {
+    DType wt, kt;
+    if (!parse_dtype(o.dtype, &wt) || (wt != DType::F32 && wt != DType::F16 && wt != DType::BF16))
+        fail("--dtype {}: expected fp32, fp16 or bf16 (or float32, float16, bfloat16)", o.dtype);
+    std::string kvs = o.kv_dtype.empty() ? "fp32" : o.kv_dtype;
+    if (!parse_dtype(kvs, &kt) || (kt != DType::F32 && kt != DType::F16 && kt != DType::BF16))
+        fail("--kv-dtype {}: expected fp32, fp16 or bf16", kvs);
+    if (o.device != "cpu")
+        fail("--device {}: this build has no GPU backend; kvscope runs on the CPU (use --device cpu)", o.device);
+    if (o.use_cache != 0 && o.use_cache != 1) fail("--use_cache {}: expected 0 or 1", o.use_cache);
+    if (o.padding != "none" && o.padding != "left") fail("--padding {}: expected none or left", o.padding);
+    if (o.batch < 1) fail("--batch-size {}: expected at least 1", o.batch);
+    if (o.max_new < 1) fail("--max-new-tokens {}: expected at least 1", o.max_new);
+    if (o.prompt_len < 1) fail("--prompt-len {}: expected at least 1", o.prompt_len);
+    if (o.temperature < 0) fail("--temperature {}: expected >= 0", o.temperature);
+    if (!(o.top_p > 0 && o.top_p <= 1)) fail("--top-p {}: expected a value in (0, 1]", o.top_p);
+    if (!o.csv.empty()) check_csv_header(o.csv);
+    const bool use_cache = o.use_cache == 1 && !o.no_cache;
+    const int threads = set_threads(o.threads);
+
+    Model m = load_model(o.model, wt);
+    const ModelConfig& c = m.cfg;
+
+    // Prompts: explicit ids, explicit texts, or the seeds' fixed text cut to --prompt-len tokens.
+    std::vector<std::vector<int32_t>> base;
+    for (const auto& s : o.prompt_ids) base.push_back(parse_ids(s, c.n_vocab, "--prompt-ids"));
+    for (const auto& s : o.prompts) {
+        if (!m.tokenizer) fail("--prompt: {} has no vocabulary (vocab.json/merges.txt); use --prompt-ids", m.source.dir.string());
+        base.push_back(m.tokenizer->encode(s));
+        if (base.back().empty()) fail("--prompt \"{}\": encodes to no tokens", s);
+    }
+    if (base.empty()) base.push_back(prompt_of_length(m.tokenizer.get(), c.n_vocab, o.prompt_len));
+    std::vector<std::vector<int32_t>> prompts;
+    for (int b = 0; b < o.batch; b++) prompts.push_back(base[size_t(b) % base.size()]);
+    int max_prompt = 0;
+    for (const auto& p : prompts) max_prompt = std::max(max_prompt, int(p.size()));
+
+    EngineOptions eo;
+    eo.n_seq = o.batch;
+    eo.max_prompt = max_prompt;
+    eo.max_new_tokens = o.max_new;
+    eo.use_cache = use_cache;
+    eo.left_pad = o.padding == "left";
+    eo.kv_dtype = kt;
+    if (max_prompt + o.max_new > c.n_ctx)
+        fail("prompt ({} tokens) + --max-new-tokens ({}) = {} exceeds the context window of {} (n_positions = {})",
+             max_prompt, o.max_new, max_prompt + o.max_new, o.model, c.n_ctx);
+    Engine engine(*m.weights, eo);
+    GenerateOptions go;
+    go.max_new_tokens = o.max_new;
+    go.stop_at_eos = !o.ignore_eos;
+    go.sampling = {o.temperature, o.top_k, o.top_p, o.seed};
+    for (int i = 0; i < o.warmup; i++) engine.generate(prompts, go);
+    GenerateResult r = engine.generate(prompts, go);
+
+    Summary st = summarize(r.step_ms);
+    double decode_ms = 0;
+    int64_t decode_tokens = 0;
+    for (size_t i = 0; i < r.step_ms.size(); i++) {
+        decode_ms += r.step_ms[i];
+        decode_tokens += r.step_tokens[i];
+    }
+    const double decode_tok_s = decode_ms > 0 ? double(decode_tokens) / (decode_ms / 1e3) : 0.0;
+    const double tok_s = double(r.tokens_generated) / (r.total_ms / 1e3);
+    const int64_t rss = peak_rss_bytes();
+
+    if (!o.csv.empty()) {
+        std::vector<std::string> row = {o.model, dtype_name(wt), "cpu", use_cache ? "1" : "0", std::to_string(o.batch),
+                                        std::to_string(max_prompt), std::to_string(o.max_new), g(r.total_ms / 1e3),
+                                        std::to_string(r.tokens_generated), g(tok_s), g(st.median / 1e3),
+                                        g(st.p95 / 1e3), g(double(rss) / 1048576.0), m.weights_kind(),
+                                        dtype_name(kt), std::to_string(threads), g(r.prefill_ms), g(decode_tok_s),
+                                        g(st.median), g(st.p95), std::to_string(engine.kv_bytes()),
+                                        std::to_string(rss), build_commit()};
+        append_csv_row(o.csv, kCsvHeader, row, "--csv");
+    }
+    if (o.json) {
+        nlohmann::json j;
+        j["model"] = o.model;
+        j["model_dir"] = m.source.dir.string();
+        j["weights"] = m.weights_kind();
+        j["dtype"] = dtype_name(wt);
+        j["kv_dtype"] = dtype_name(kt);
+        j["device"] = "cpu";
+        j["use_cache"] = use_cache;
+        j["batch_size"] = o.batch;
+        j["padding"] = o.padding;
+        j["prompt_len"] = max_prompt;
+        j["max_new_tokens"] = o.max_new;
+        j["threads"] = threads;
+        j["seed"] = o.seed;
+        j["temperature"] = o.temperature;
+        j["prefill_ms"] = r.prefill_ms;
+        j["total_time_s"] = r.total_ms / 1e3;
+        j["tokens_generated"] = r.tokens_generated;
+        j["tokens_per_s"] = tok_s;
+        j["decode_tok_s"] = decode_tok_s;
+        j["p50_ms"] = st.median;
+        j["p95_ms"] = st.p95;
+        j["kv_bytes"] = engine.kv_bytes();
+        j["scratch_bytes"] = engine.scratch_bytes();
+        j["weight_bytes"] = m.weights->bytes();
+        j["peak_rss_bytes"] = rss;
+        j["commit"] = build_commit();
+        j["prompt_tokens"] = prompts;
+        j["tokens"] = r.tokens;
+        if (m.tokenizer) {
+            std::vector<std::string> texts;
+            for (const auto& t : r.tokens) texts.push_back(m.tokenizer->decode(t));
+            j["text"] = texts;
+        }
+        j["step_ms"] = r.step_ms;
+        std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+        return;
+    }
+    if (!o.quiet) {
+        for (int b = 0; b < o.batch; b++) {
+            const auto& t = r.tokens[size_t(b)];
+            if (m.tokenizer)
+                fmt::print("[{}] {}{}\n", b, m.tokenizer->decode(prompts[size_t(b)]), m.tokenizer->decode(t));
+            else
+                fmt::print("[{}] new token ids: {}\n", b, fmt::format("{}", fmt::join(t, ",")));
+        }
+    }
+    fmt::print("---\n");
+    fmt::print("model {} (weights={}, {}), dtype {}, kv {}, cache {}, batch {}, prompt {} tokens, {} threads\n", o.model,
+               m.weights_kind(), m.source.how, dtype_name(wt), dtype_name(kt), use_cache ? "on" : "off", o.batch,
+               max_prompt, threads);
+    fmt::print("prefill (time to first token) {:.2f} ms\n", r.prefill_ms);
+    fmt::print("decode {:.1f} tokens/s, per step p50 {:.3f} ms, p95 {:.3f} ms ({} steps)\n", decode_tok_s, st.median,
+               st.p95, r.step_ms.size());
+    fmt::print("total {:.3f} s for {} new tokens ({:.1f} tokens/s overall)\n", r.total_ms / 1e3, r.tokens_generated, tok_s);
+    fmt::print("KV cache {} bytes allocated ({:.2f} MiB); scratch {:.2f} MiB; weights {:.1f} MiB; peak RSS {:.1f} MiB\n",
+               engine.kv_bytes(), double(engine.kv_bytes()) / 1048576.0, double(engine.scratch_bytes()) / 1048576.0,
+               double(m.weights->bytes()) / 1048576.0, double(rss) / 1048576.0);
+}
+
+}  // namespace
+
+void add_run(CLI::App& app) {
+    auto* cmd = app.add_subcommand("run", "Generate once with the cache on or off and report timings");
+    auto o = std::make_shared<RunOpts>();
+    cmd->add_option("--model", o->model, "Model directory, Hugging Face name, or preset")->capture_default_str();
+    cmd->add_option("--dtype", o->dtype, "Weight storage: fp32, fp16, bf16 (float32/float16/bfloat16 too)")
+        ->capture_default_str();
+    cmd->add_option("--kv-dtype,--kv_dtype", o->kv_dtype, "KV cache storage: fp32, fp16, bf16 [fp32]");
+    cmd->add_option("--device", o->device, "cpu (the only backend in this build)")->capture_default_str();
+    cmd->add_option("--use_cache,--use-cache", o->use_cache, "1: KV cache on, 0: recompute everything each step")
+        ->capture_default_str();
+    cmd->add_flag("--no-cache", o->no_cache, "Same as --use_cache 0");
+    cmd->add_option("--batch_size,--batch-size", o->batch, "Sequences generated together")->capture_default_str();
+    cmd->add_option("--prompt_len,--prompt-len", o->prompt_len,
+                    "Prompt of exactly N tokens (the seeds' repeated sentence) when no --prompt is given")
+        ->capture_default_str();
+    cmd->add_option("--max_new_tokens,--max-new-tokens", o->max_new, "Tokens to generate per sequence")
+        ->capture_default_str();
+    cmd->add_option("--prompt", o->prompts, "Prompt text; repeat for a batch of different prompts");
+    cmd->add_option("--prompt-ids,--prompt_ids", o->prompt_ids, "Prompt as token ids 1,2,3; repeatable");
+    cmd->add_option("--padding", o->padding,
+                    "Unequal prompts: none (packed, no wasted work) or left (pad + mask as Hugging Face)")
+        ->capture_default_str();
+    cmd->add_option("--temperature", o->temperature, "0 = greedy")->capture_default_str();
+    cmd->add_option("--top-k,--top_k", o->top_k, "Sample from the k most likely tokens (0 = all)")->capture_default_str();
+    cmd->add_option("--top-p,--top_p", o->top_p, "Nucleus sampling threshold")->capture_default_str();
+    cmd->add_option("--seed", o->seed, "Sampling seed")->capture_default_str();
+    cmd->add_flag("--ignore-eos", o->ignore_eos, "Always generate --max-new-tokens tokens");
+    cmd->add_option("--threads", o->threads, "Threads (0 = one per CPU)")->capture_default_str();
+    cmd->add_option("--warmup", o->warmup, "Untimed identical runs first")->capture_default_str();
+    cmd->add_option("--csv", o->csv, "Append one row to this CSV (header written when new)");
+    cmd->add_flag("--json", o->json, "Print one JSON document (tokens, per-step latencies) instead of text");
+    cmd->add_flag("--quiet", o->quiet, "Do not print the generated text");
+    cmd->callback([o]() { run(*o); });
+}
+
+}  // namespace kvscope::cli

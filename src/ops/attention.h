@@ -1,0 +1,20 @@
+// Causal attention of one query head over a contiguous run of cached keys/values.
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace kvscope::ops {
+
+// out[head_dim] = softmax(scale * q . K[j]) . V[j] over slots j in [lo, hi).
+// K, V: [n_slots, head_dim] in storage type `dt`; scores: scratch of at least hi floats.
+void attend_head(const float* q, const void* K, const void* V, DType dt, int head_dim, int lo, int hi, float scale,
+                 float* scores, float* out);
+
+namespace ref {
+void attend_head(const float* q, const void* K, const void* V, DType dt, int head_dim, int lo, int hi, float scale,
+                 float* out);
+}  // namespace ref
+
+}  // namespace kvscope::ops

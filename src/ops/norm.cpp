@@ -1,0 +1,76 @@
+#include "ops/norm.h"
+
+#include <cmath>
+
+#include "ops/simd.h"
+
+namespace kvscope::ops {
+
+void layernorm(const float* x, int64_t n_rows, int64_t n, const float* w, const float* b, float eps, float* y) {
+#pragma omp parallel for if (n_rows > 8)
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float* xr = x + r * n;
+        float* yr = y + r * n;
+        // Two passes (mean, then centred variance) keep fp32 accuracy close to PyTorch's.
+        __m256 s = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) s = _mm256_add_ps(s, _mm256_loadu_ps(xr + i));
+        float sum = simd::hsum(s);
+        for (; i < n; i++) sum += xr[i];
+        const float mean = sum / float(n);
+        const __m256 vm = _mm256_set1_ps(mean);
+        __m256 q = _mm256_setzero_ps();
+        for (i = 0; i + 8 <= n; i += 8) {
+            __m256 d = _mm256_sub_ps(_mm256_loadu_ps(xr + i), vm);
+            q = _mm256_fmadd_ps(d, d, q);
+        }
+        float var = simd::hsum(q);
+        for (; i < n; i++) var += (xr[i] - mean) * (xr[i] - mean);
+        var /= float(n);
+        const float rstd = 1.0f / std::sqrt(var + eps);
+        const __m256 vr = _mm256_set1_ps(rstd);
+        for (i = 0; i + 8 <= n; i += 8) {
+            __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(xr + i), vm), vr);
+            _mm256_storeu_ps(yr + i, _mm256_fmadd_ps(d, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+        }
+        for (; i < n; i++) yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+    }
+}
+
+void gelu_new(float* x, int64_t n) {
+    const float c = 0.7978845608028654f;  // sqrt(2 / pi)
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + std::tanh(c * (v + 0.044715f * v * v * v)));
+    }
+}
+
+void add_inplace(float* x, const float* y, int64_t n) {
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+namespace ref {
+
+void layernorm(const float* x, int64_t n_rows, int64_t n, const float* w, const float* b, float eps, float* y) {
+    for (int64_t r = 0; r < n_rows; r++) {
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < n; i++) mean += x[r * n + i];
+        mean /= double(n);
+        for (int64_t i = 0; i < n; i++) var += (x[r * n + i] - mean) * (x[r * n + i] - mean);
+        var /= double(n);
+        double rstd = 1.0 / std::sqrt(var + eps);
+        for (int64_t i = 0; i < n; i++) y[r * n + i] = float((x[r * n + i] - mean) * rstd * w[i] + b[i]);
+    }
+}
+
+void gelu_new(float* x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double v = x[i];
+        x[i] = float(0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))));
+    }
+}
+
+}  // namespace ref
+}  // namespace kvscope::ops

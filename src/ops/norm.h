@@ -1,0 +1,19 @@
+#pragma once
+
+#include <cstdint>
+
+namespace kvscope::ops {
+
+// y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * w + b, for r < n_rows. y may alias x.
+void layernorm(const float* x, int64_t n_rows, int64_t n, const float* w, const float* b, float eps, float* y);
+// GPT-2's gelu_new (tanh approximation), in place.
+void gelu_new(float* x, int64_t n);
+// x[i] += y[i]
+void add_inplace(float* x, const float* y, int64_t n);
+
+namespace ref {
+void layernorm(const float* x, int64_t n_rows, int64_t n, const float* w, const float* b, float eps, float* y);
+void gelu_new(float* x, int64_t n);
+}  // namespace ref
+
+}  // namespace kvscope::ops

@@ -1,0 +1,192 @@
+#include "runtime/engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.h"
+
+namespace kvscope {
+
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+Engine::Engine(const Gpt2Weights& w, const EngineOptions& opt) : w_(w), opt_(opt) {
+    const ModelConfig& c = w.config();
+    if (opt.n_seq < 1) fail("--batch-size {}: expected at least 1", opt.n_seq);
+    if (opt.max_prompt < 1) fail("prompt is empty: expected at least one token");
+    if (opt.max_new_tokens < 1) fail("--max-new-tokens {}: expected at least 1", opt.max_new_tokens);
+    n_slots_ = opt.max_prompt + opt.max_new_tokens;
+    if (n_slots_ > c.n_ctx)
+        fail("prompt ({} tokens) + --max-new-tokens ({}) = {} exceeds the model's context window n_positions = {}",
+             opt.max_prompt, opt.max_new_tokens, n_slots_, c.n_ctx);
+    KvShape ks{opt.use_cache ? c.n_layer : 1, opt.n_seq, c.n_kv_head, n_slots_, c.head_dim, opt.kv_dtype};
+    cache_ = std::make_unique<KvCache>(ks);
+    seqs_ = std::make_unique<KvSeqs>(opt.n_seq, n_slots_);
+    // With the cache a forward holds at most the (padded) prompts; without it, whole sequences.
+    const int max_tok = opt.n_seq * (opt.use_cache ? opt.max_prompt : n_slots_);
+    const int max_out = opt.all_logits ? std::max(opt.n_seq, opt.max_prompt) : opt.n_seq;
+    model_ = std::make_unique<Gpt2Model>(w, max_tok, max_out, n_slots_);
+    logits_.assign(size_t(max_out) * size_t(c.n_vocab), 0.0f);
+    tok_.resize(size_t(max_tok));
+    seq_.resize(size_t(max_tok));
+    slot_.resize(size_t(max_tok));
+    pos_.resize(size_t(max_tok));
+    out_.resize(size_t(max_out));
+}
+
+int64_t Engine::scratch_bytes() const {
+    return model_->scratch_bytes() + int64_t(logits_.size()) * 4 +
+           int64_t(tok_.size()) * int64_t(sizeof(int32_t) + 3 * sizeof(int)) + int64_t(out_.size()) * 4;
+}
+
+void Engine::run(int n_out) {
+    Ubatch ub;
+    ub.n_tok = n_tok_;
+    ub.token = tok_.data();
+    ub.seq = seq_.data();
+    ub.slot = slot_.data();
+    ub.pos = pos_.data();
+    ub.n_out = n_out;
+    ub.out_idx = out_.data();
+    model_->forward(ub, *cache_, *seqs_, logits_.data());
+}
+
+GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& g) {
+    const ModelConfig& c = w_.config();
+    const int B = opt_.n_seq;
+    if (int(prompts.size()) != B) fail("internal: {} prompts for a batch of {}", prompts.size(), B);
+    int max_len = 0;
+    for (const auto& p : prompts) {
+        if (p.empty()) fail("prompt is empty: expected at least one token");
+        if (int(p.size()) > opt_.max_prompt)
+            fail("prompt of {} tokens is longer than the engine was set up for ({})", p.size(), opt_.max_prompt);
+        for (int32_t t : p)
+            if (t < 0 || t >= c.n_vocab) fail("token id {} is outside the vocabulary (0..{})", t, c.n_vocab - 1);
+        max_len = std::max(max_len, int(p.size()));
+    }
+    if (g.max_new_tokens < 1 || g.max_new_tokens > opt_.max_new_tokens)
+        fail("--max-new-tokens {}: expected 1..{}", g.max_new_tokens, opt_.max_new_tokens);
+
+    GenerateResult r;
+    r.tokens.resize(size_t(B));
+    for (auto& t : r.tokens) t.reserve(size_t(g.max_new_tokens));
+    r.step_ms.reserve(size_t(g.max_new_tokens));
+    r.step_tokens.reserve(size_t(g.max_new_tokens));
+    std::vector<std::mt19937_64> rng;
+    for (int b = 0; b < B; b++) rng.emplace_back(g.sampling.seed * 0x9E3779B97F4A7C15ull + uint64_t(b) + 1);
+    Sampler sampler(c.n_vocab, g.sampling);
+    std::vector<int> active(static_cast<size_t>(B));
+    for (int b = 0; b < B; b++) active[size_t(b)] = b;
+    for (const auto& p : prompts) r.prompt_tokens += int64_t(p.size());
+
+    auto pad_of = [&](int b) { return opt_.left_pad ? max_len - int(prompts[size_t(b)].size()) : 0; };
+    // Stages sequence b from scratch: padding, prompt, then the tokens generated so far.
+    auto stage_full = [&](int b) {
+        const int pad = pad_of(b);
+        seqs_->set_padding(b, pad);
+        for (int i = 0; i < pad; i++) {
+            tok_[size_t(n_tok_)] = c.eos_id;
+            seq_[size_t(n_tok_)] = b;
+            slot_[size_t(n_tok_)] = i;
+            pos_[size_t(n_tok_)] = 0;
+            n_tok_++;
+        }
+        const auto& p = prompts[size_t(b)];
+        const auto& gen = r.tokens[size_t(b)];
+        const int len = int(p.size() + gen.size());
+        for (int j = 0; j < len; j++) {
+            tok_[size_t(n_tok_)] = j < int(p.size()) ? p[size_t(j)] : gen[size_t(j) - p.size()];
+            seq_[size_t(n_tok_)] = b;
+            slot_[size_t(n_tok_)] = pad + j;
+            pos_[size_t(n_tok_)] = j;
+            n_tok_++;
+        }
+        seqs_->append(b, len);
+    };
+    // Samples the next token of each active sequence from logits row i; drops finished ones.
+    auto commit = [&]() {
+        int produced = 0;
+        size_t keep = 0;
+        for (size_t i = 0; i < active.size(); i++) {
+            const int b = active[i];
+            int32_t t = sampler.sample(logits_.data() + i * size_t(c.n_vocab), rng[size_t(b)]);
+            r.tokens[size_t(b)].push_back(t);
+            produced++;
+            bool done = int(r.tokens[size_t(b)].size()) >= g.max_new_tokens || (g.stop_at_eos && t == c.eos_id);
+            if (!done) active[keep++] = b;
+        }
+        active.resize(keep);
+        return produced;
+    };
+
+    const auto t_start = std::chrono::steady_clock::now();
+    // First token: the prompt's forward (prefill), identical in both modes.
+    seqs_->clear_all();
+    n_tok_ = 0;
+    for (int b = 0; b < B; b++) {
+        stage_full(b);
+        out_[size_t(b)] = n_tok_ - 1;
+    }
+    r.padded_tokens = 0;
+    for (int b = 0; b < B; b++) r.padded_tokens += pad_of(b);
+    run(B);
+    r.tokens_generated += commit();
+    r.prefill_ms = ms_since(t_start);
+
+    while (!active.empty()) {
+        const auto t0 = std::chrono::steady_clock::now();
+        n_tok_ = 0;
+        if (opt_.use_cache) {
+            // One new token per active sequence, written at the next free slot.
+            for (size_t i = 0; i < active.size(); i++) {
+                const int b = active[i];
+                tok_[size_t(n_tok_)] = r.tokens[size_t(b)].back();
+                seq_[size_t(n_tok_)] = b;
+                slot_[size_t(n_tok_)] = seqs_->next_slot(b);
+                pos_[size_t(n_tok_)] = seqs_->next_pos(b);
+                seqs_->append(b, 1);
+                out_[i] = n_tok_++;
+            }
+        } else {
+            // No cache: recompute every active sequence from its first token.
+            seqs_->clear_all();
+            for (size_t i = 0; i < active.size(); i++) {
+                stage_full(active[i]);
+                out_[i] = n_tok_ - 1;
+            }
+        }
+        run(int(active.size()));
+        int produced = commit();
+        r.tokens_generated += produced;
+        r.step_ms.push_back(ms_since(t0));
+        r.step_tokens.push_back(produced);
+    }
+    r.total_ms = ms_since(t_start);
+    return r;
+}
+
+std::vector<float> Engine::all_logits(const std::vector<int32_t>& prompt) {
+    const ModelConfig& c = w_.config();
+    if (!opt_.all_logits || opt_.n_seq != 1 || int(prompt.size()) > opt_.max_prompt || prompt.empty())
+        fail("internal: all_logits needs a batch-1 engine set up for {} tokens", prompt.size());
+    seqs_->clear_all();
+    n_tok_ = 0;
+    for (size_t j = 0; j < prompt.size(); j++) {
+        tok_[j] = prompt[j];
+        seq_[j] = 0;
+        slot_[j] = int(j);
+        pos_[j] = int(j);
+        out_[j] = int(j);
+        n_tok_++;
+    }
+    seqs_->append(0, n_tok_);
+    run(n_tok_);
+    return std::vector<float>(logits_.begin(), logits_.begin() + int64_t(prompt.size()) * c.n_vocab);
+}
+
+}  // namespace kvscope

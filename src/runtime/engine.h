@@ -1,0 +1,74 @@
+// Generation: prefill once then one token per step with the cache on, or a full recompute of
+// every sequence at every step with the cache off. Both share the same forward pass; every
+// buffer (cache, scratch, logits, sampler) is allocated in the constructor.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "arch/gpt2.h"
+#include "kv/kv_cache.h"
+#include "kv/kv_seqs.h"
+#include "runtime/sampler.h"
+
+namespace kvscope {
+
+struct EngineOptions {
+    int n_seq = 1;           // batch size
+    int max_prompt = 1;      // longest prompt (real tokens)
+    int max_new_tokens = 1;
+    bool use_cache = true;
+    bool left_pad = false;   // pad prompts on the left to one length, as Hugging Face does
+    DType kv_dtype = DType::F32;
+    bool all_logits = false; // size the logits buffer for every prompt position (tests)
+};
+
+struct GenerateOptions {
+    int max_new_tokens = 32;
+    bool stop_at_eos = true;
+    SamplingParams sampling;
+};
+
+struct GenerateResult {
+    std::vector<std::vector<int32_t>> tokens;  // new tokens per sequence
+    double prefill_ms = 0;                     // time to first token (whole batch)
+    std::vector<double> step_ms;               // each later step, producing one token per active sequence
+    std::vector<int> step_tokens;              // tokens produced by each later step
+    double total_ms = 0;
+    int64_t tokens_generated = 0;              // real tokens (padding excluded)
+    int64_t prompt_tokens = 0;                 // real prompt tokens
+    int64_t padded_tokens = 0;                 // padding tokens computed during prefill
+};
+
+class Engine {
+public:
+    Engine(const Gpt2Weights& w, const EngineOptions& opt);
+
+    // prompts.size() must equal n_seq; each prompt non-empty and within max_prompt.
+    GenerateResult generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& g);
+    // Logits at every position of one prompt ([len, n_vocab]), for correctness tests.
+    std::vector<float> all_logits(const std::vector<int32_t>& prompt);
+
+    int64_t kv_bytes() const { return cache_->bytes_allocated(); }
+    int64_t scratch_bytes() const;
+    const EngineOptions& options() const { return opt_; }
+    int n_slots() const { return n_slots_; }
+
+private:
+    void run(int n_out);  // forward of the tokens staged in tok_/seq_/slot_/pos_
+
+    const Gpt2Weights& w_;
+    EngineOptions opt_;
+    int n_slots_ = 0;
+    std::unique_ptr<KvCache> cache_;
+    std::unique_ptr<KvSeqs> seqs_;
+    std::unique_ptr<Gpt2Model> model_;
+    std::vector<float> logits_;                       // [max_out, n_vocab]
+    std::vector<int32_t> tok_;                        // staged ubatch, capacity fixed at setup
+    std::vector<int> seq_, slot_, pos_, out_;
+    int n_tok_ = 0, n_out_ = 0;
+};
+
+}  // namespace kvscope
