@@ -1,6 +1,9 @@
 // Each kvscope subcommand registers its flags and its action on the CLI11 app.
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include <CLI/CLI.hpp>
 
 namespace kvscope::cli {
@@ -8,6 +11,20 @@ namespace kvscope::cli {
 void add_info(CLI::App& app);
 void add_run(CLI::App& app);
 void add_make_model(CLI::App& app);
+void add_hw(CLI::App& app);
+void add_exp(CLI::App& app);
+
+// Flags shared by `exp` and `study`.
+struct ExpOpts {
+    std::string model = "distilgpt2", out = "results";
+    int reps = 5, warmup = 1, threads = 0, prompt_len = 0, new_tokens = 0;
+    double max_config_seconds = 60;
+    bool quick = false, fresh_hw = false;
+    std::vector<int> g_lengths, g_batches, g_contexts;
+    std::vector<std::string> g_wt, g_kv;
+};
+void add_exp_options(CLI::App* cmd, ExpOpts& o);
+void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std::string& command);
 
 // Sets the OpenMP thread count (<= 0: one per online CPU) and returns it.
 int set_threads(int n);

@@ -20,8 +20,12 @@ std::string csv_escape(const std::string& f) {
 
 std::string csv_line(const std::vector<std::string>& fields) {
     std::string s;
-    for (size_t i = 0; i < fields.size(); i++) s += (i ? "," : "") + csv_escape(fields[i]);
-    return s + "\n";
+    for (size_t i = 0; i < fields.size(); i++) {
+        if (i) s += ',';
+        s += csv_escape(fields[i]);
+    }
+    s += '\n';
+    return s;
 }
 
 void append_csv_row(const std::filesystem::path& path, const std::vector<std::string>& header,

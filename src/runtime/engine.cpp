@@ -189,4 +189,39 @@ std::vector<float> Engine::all_logits(const std::vector<int32_t>& prompt) {
     return std::vector<float>(logits_.begin(), logits_.begin() + int64_t(prompt.size()) * c.n_vocab);
 }
 
+std::vector<float> Engine::forced_logits(const std::vector<int32_t>& prompt, const std::vector<int32_t>& forced) {
+    const ModelConfig& c = w_.config();
+    if (opt_.n_seq != 1 || !opt_.use_cache || prompt.empty() || int(prompt.size()) > opt_.max_prompt ||
+        int(forced.size()) > opt_.max_new_tokens)
+        fail("internal: forced_logits needs a batch-1 cached engine set up for {}+{} tokens", prompt.size(),
+             forced.size());
+    std::vector<float> out(forced.size() * size_t(c.n_vocab));
+    if (forced.empty()) return out;
+    seqs_->clear_all();
+    n_tok_ = 0;
+    for (size_t j = 0; j < prompt.size(); j++) {
+        tok_[j] = prompt[j];
+        seq_[j] = 0;
+        slot_[j] = int(j);
+        pos_[j] = int(j);
+        n_tok_++;
+    }
+    seqs_->append(0, n_tok_);
+    out_[0] = n_tok_ - 1;
+    run(1);
+    std::copy(logits_.begin(), logits_.begin() + c.n_vocab, out.begin());
+    for (size_t i = 0; i + 1 < forced.size(); i++) {
+        tok_[0] = forced[i];
+        seq_[0] = 0;
+        slot_[0] = seqs_->next_slot(0);
+        pos_[0] = seqs_->next_pos(0);
+        seqs_->append(0, 1);
+        n_tok_ = 1;
+        out_[0] = 0;
+        run(1);
+        std::copy(logits_.begin(), logits_.begin() + c.n_vocab, out.begin() + int64_t(i + 1) * c.n_vocab);
+    }
+    return out;
+}
+
 }  // namespace kvscope

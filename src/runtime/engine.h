@@ -51,6 +51,10 @@ public:
     // Logits at every position of one prompt ([len, n_vocab]), for correctness tests.
     std::vector<float> all_logits(const std::vector<int32_t>& prompt);
 
+    // Teacher forcing with the cache on (batch 1): row i of the result is the next-token logits
+    // after prompt + forced[0..i-1]; forced.size() rows of n_vocab.
+    std::vector<float> forced_logits(const std::vector<int32_t>& prompt, const std::vector<int32_t>& forced);
+
     int64_t kv_bytes() const { return cache_->bytes_allocated(); }
     int64_t scratch_bytes() const;
     const EngineOptions& options() const { return opt_; }

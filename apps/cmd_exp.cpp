@@ -1,0 +1,101 @@
+// kvscope exp NAME: one experiment (or all of them) over a grid given by list-valued flags.
+#include <cstdio>
+
+#include <fmt/core.h>
+
+#include "analysis/hw.h"
+#include "apps/commands.h"
+#include "core/error.h"
+#include "experiments/experiments.h"
+
+namespace kvscope::cli {
+
+namespace {
+
+std::vector<DType> parse_dtypes(const std::vector<std::string>& v, const char* flag) {
+    std::vector<DType> out;
+    for (const auto& s : v) {
+        DType t;
+        if (!parse_dtype(s, &t) || (t != DType::F32 && t != DType::F16 && t != DType::BF16))
+            fail("{} {}: expected fp32, fp16 or bf16", flag, s);
+        out.push_back(t);
+    }
+    return out;
+}
+
+void check_positive(const std::vector<int>& v, const char* flag) {
+    for (int x : v)
+        if (x < 1) fail("{} {}: expected positive integers", flag, x);
+}
+
+}  // namespace
+
+void add_exp_options(CLI::App* cmd, ExpOpts& o) {
+    cmd->add_option("--model", o.model, "Model directory, Hugging Face name, or preset")->capture_default_str();
+    cmd->add_option("--out", o.out, "Directory for <experiment>.csv and .json")->capture_default_str();
+    cmd->add_option("--reps", o.reps, "Measured repetitions per configuration")->capture_default_str();
+    cmd->add_option("--warmup", o.warmup, "Untimed warm-up runs per configuration")->capture_default_str();
+    cmd->add_option("--threads", o.threads, "Threads (0 = one per CPU)")->capture_default_str();
+    cmd->add_option("--max-config-seconds", o.max_config_seconds,
+                    "Stop repeating a configuration once its repetitions would pass this many seconds")
+        ->capture_default_str();
+    cmd->add_flag("--quick", o.quick, "Smoke-sized grids (CI)");
+    cmd->add_flag("--fresh-hw", o.fresh_hw, "Measure the machine's ceilings again instead of reusing kvscope hw's cache");
+    cmd->add_option("--len", o.g_lengths, "cache: new tokens, e.g. 32,64,128")->delimiter(',');
+    cmd->add_option("--batch", o.g_batches, "batch/memory/roofline: batch sizes, e.g. 1,2,4,8")->delimiter(',');
+    cmd->add_option("--context", o.g_contexts, "seqlen/memory: contexts; roofline: prefill lengths")->delimiter(',');
+    cmd->add_option("--dtypes", o.g_wt, "precision: weight dtypes, e.g. fp32,bf16,fp16")->delimiter(',');
+    cmd->add_option("--kv-dtypes", o.g_kv, "precision/memory: KV dtypes, e.g. fp32,fp16")->delimiter(',');
+    cmd->add_option("--prompt-len", o.prompt_len, "Prompt tokens (0 = the experiment's default)")->capture_default_str();
+    cmd->add_option("--new-tokens", o.new_tokens, "New tokens (0 = the experiment's default)")->capture_default_str();
+}
+
+void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std::string& command) {
+    if (o.reps < 1) fail("--reps {}: expected at least 1", o.reps);
+    if (o.warmup < 0) fail("--warmup {}: expected 0 or more", o.warmup);
+    check_positive(o.g_lengths, "--len");
+    check_positive(o.g_batches, "--batch");
+    check_positive(o.g_contexts, "--context");
+    exp::Grid g;
+    g.lengths = o.g_lengths;
+    g.batches = o.g_batches;
+    g.contexts = o.g_contexts;
+    g.weight_dtypes = parse_dtypes(o.g_wt, "--dtypes");
+    g.kv_dtypes = parse_dtypes(o.g_kv, "--kv-dtypes");
+    g.prompt_len = o.prompt_len;
+    g.new_tokens = o.new_tokens;
+    for (const auto& n : names) {
+        bool known = false;
+        for (const auto& k : exp::experiment_names()) known |= k == n;
+        if (!known) fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline or all)", n);
+    }
+    exp::Context ctx;
+    ctx.model_spec = o.model;
+    ctx.out_dir = o.out;
+    ctx.threads = set_threads(o.threads);
+    ctx.reps = o.quick ? std::min(o.reps, 2) : o.reps;
+    ctx.warmup = o.warmup;
+    ctx.quick = o.quick;
+    ctx.max_config_seconds = o.max_config_seconds;
+    ctx.command = command;
+    ctx.model(DType::F32);  // fail early on a bad --model
+    ctx.hw = analysis::load_or_probe(analysis::default_cache_file(), ctx.threads, o.fresh_hw, o.quick);
+    for (const auto& n : names) {
+        exp::run_experiment(ctx, n, g);
+        std::fprintf(stderr, "kvscope: wrote %s/%s.csv\n", o.out.c_str(), n.c_str());
+    }
+}
+
+void add_exp(CLI::App& app) {
+    auto* cmd = app.add_subcommand("exp", "Run an experiment: cache, batch, precision, seqlen, memory, roofline, all");
+    auto o = std::make_shared<ExpOpts>();
+    auto name = std::make_shared<std::string>();
+    cmd->add_option("experiment", *name, "cache | batch | precision | seqlen | memory | roofline | all")->required();
+    add_exp_options(cmd, *o);
+    cmd->callback([o, name, &app]() {
+        std::vector<std::string> names = *name == "all" ? exp::experiment_names() : std::vector<std::string>{*name};
+        run_exps(*o, names, "kvscope exp " + *name);
+    });
+}
+
+}  // namespace kvscope::cli
