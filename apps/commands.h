@@ -13,6 +13,7 @@ void add_run(CLI::App& app);
 void add_make_model(CLI::App& app);
 void add_hw(CLI::App& app);
 void add_exp(CLI::App& app);
+void add_bench(CLI::App& app);
 
 // Flags shared by `exp` and `study`.
 struct ExpOpts {

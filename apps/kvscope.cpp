@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
     kvscope::cli::add_make_model(app);
     kvscope::cli::add_hw(app);
     kvscope::cli::add_exp(app);
+    kvscope::cli::add_bench(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

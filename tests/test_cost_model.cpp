@@ -1,6 +1,8 @@
 // The cost model on distilgpt2, counted by hand.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "analysis/cost_model.h"
 #include "analysis/stats.h"
 #include "model/gpt2_weights.h"
@@ -42,6 +44,7 @@ TEST(CostModel, PrefillCountsEveryTokenAndOneHeadRowPerSequence) {
     EXPECT_EQ(p.flops_matmul, 2 * (512 * 2.0 * 6 * 7077888 + 2.0 * 768 * 50257));
     EXPECT_EQ(p.flops_attn, 2 * 6 * 2.0 * 768 * 512 * 513);
     EXPECT_EQ(p.bytes_kv_write, 2.0 * 512 * 36864);
+    EXPECT_EQ(p.bytes_kv_read, 2.0 * 512 * 36864);
     // A one-token prefill is a decode step at depth 0.
     Cost a = prefill_cost(c, DType::F32, DType::F32, 1, 1), b = decode_step_cost(c, DType::F32, DType::F32, 1, 0);
     EXPECT_EQ(a.flops(), b.flops());

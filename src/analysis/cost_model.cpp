@@ -39,7 +39,9 @@ Cost prefill_cost(const ModelConfig& c, DType w, DType kv, int batch, int len) {
     // Token i (1-based) attends over i keys: sum_i 4 * d * i = 2 d n (n + 1) per layer.
     k.flops_attn = batch * c.n_layer * 2.0 * c.n_head * c.head_dim * n * (n + 1.0);
     k.bytes_weights = weight_bytes_per_step(c, w);
-    k.bytes_kv_read = batch * (n * (n + 1.0) / 2.0) * kvpt;
+    // Within a prefill each K/V row is re-read by every later token, but from cache: a
+    // per-head block is n x head_dim values, well inside L2. Memory sees each row once.
+    k.bytes_kv_read = batch * n * kvpt;
     k.bytes_kv_write = batch * n * kvpt;
     return k;
 }

@@ -115,6 +115,7 @@ WeightView Gpt2Weights::mat(const std::string& name, int64_t rows, int64_t cols,
     }
     w.data = buf.get();
     owned_.push_back(std::move(buf));
+    file_.release(t);
     return w;
 }
 

@@ -170,6 +170,14 @@ const StTensor* SafetensorsFile::find(const std::string& name) const {
     return it == tensors_.end() ? nullptr : &it->second;
 }
 
+void SafetensorsFile::release(const StTensor& t) const {
+    if (!map_) return;
+    const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+    uintptr_t b = (uintptr_t(t.data) + page - 1) & ~(page - 1);
+    uintptr_t e = (uintptr_t(t.data) + t.nbytes) & ~(page - 1);
+    if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+}
+
 void write_safetensors(const std::filesystem::path& path, const std::vector<StWriteTensor>& tensors,
                        const std::map<std::string, std::string>& metadata) {
     nlohmann::json h = nlohmann::json::object();

@@ -41,6 +41,9 @@ public:
     ~SafetensorsFile();
 
     const StTensor* find(const std::string& name) const;
+    // Drops the mapped pages of a tensor that was converted into another buffer, so RSS does
+    // not count both copies (they are re-read from the file if ever touched again).
+    void release(const StTensor& t) const;
     const std::map<std::string, StTensor>& tensors() const { return tensors_; }
     const std::string& path() const { return path_; }
     // String entries of the header's "__metadata__" (non-string values are skipped).

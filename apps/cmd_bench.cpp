@@ -1,0 +1,113 @@
+// kvscope bench: engine performance rows against the roofline of this machine, measured in the
+// same run; --vs-torch runs the PyTorch eager baseline on the same checkpoint and shapes.
+#include <cstdio>
+
+#include <fmt/core.h>
+#include <nlohmann/json.hpp>
+
+#include "analysis/hw.h"
+#include "apps/commands.h"
+#include "core/error.h"
+#include "experiments/bench.h"
+
+namespace kvscope::cli {
+
+namespace {
+
+struct BenchOpts {
+    std::string model = "distilgpt2", out = "results";
+    int threads = 0, reps = 5, warmup = 1, prompt_len = 8, new_tokens = 128;
+    bool vs_torch = false, quick = false;
+};
+
+nlohmann::json torch_baseline(const std::string& dir, int threads, const std::string& dtype, int P, int N, int reps) {
+    std::string cmd = fmt::format(
+        "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp OMP_NUM_THREADS={0} /usr/bin/python3 "
+        "{1}/tools/torch_baseline.py --model '{2}' --threads {0} --dtype {3} --prompt-len {4} --new-tokens {5} "
+        "--reps {6} 2>/dev/null",
+        threads, KVSCOPE_SOURCE_DIR, dir, dtype, P, N, reps);
+    FILE* f = popen(cmd.c_str(), "r");
+    if (!f) fail("--vs-torch: cannot run tools/torch_baseline.py");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    pclose(f);
+    try {
+        return nlohmann::json::parse(out);
+    } catch (const std::exception&) {
+        fail("--vs-torch: tools/torch_baseline.py printed no JSON (is python3-torch installed for /usr/bin/python3?)");
+    }
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+    auto* cmd = app.add_subcommand("bench", "Engine speed against this machine's roofline (and PyTorch with --vs-torch)");
+    auto o = std::make_shared<BenchOpts>();
+    cmd->add_option("--model", o->model, "Model directory, Hugging Face name, or preset")->capture_default_str();
+    cmd->add_option("--out", o->out, "Writes bench.csv and bench.json here")->capture_default_str();
+    cmd->add_option("--threads", o->threads, "Threads (0 = one per CPU)")->capture_default_str();
+    cmd->add_option("--reps", o->reps, "Repetitions")->capture_default_str();
+    cmd->add_option("--warmup", o->warmup, "Warm-up runs")->capture_default_str();
+    cmd->add_option("--prompt-len", o->prompt_len, "Prompt tokens of the decode rows")->capture_default_str();
+    cmd->add_option("--new-tokens", o->new_tokens, "New tokens of the decode rows")->capture_default_str();
+    cmd->add_flag("--vs-torch", o->vs_torch, "Also run PyTorch eager (tools/torch_baseline.py) on the same shapes");
+    cmd->add_flag("--quick", o->quick, "Quick hardware probe and 2 repetitions (smoke test)");
+    cmd->callback([o]() {
+        if (o->reps < 1 || o->prompt_len < 1 || o->new_tokens < 2)
+            fail("bench: --reps >= 1, --prompt-len >= 1 and --new-tokens >= 2 expected");
+        exp::Context ctx;
+        ctx.model_spec = o->model;
+        ctx.out_dir = o->out;
+        ctx.threads = set_threads(o->threads);
+        ctx.reps = o->quick ? std::min(o->reps, 2) : o->reps;
+        ctx.warmup = o->warmup;
+        ctx.quick = o->quick;
+        ctx.command = "kvscope bench";
+        ctx.model(DType::F32);
+        // The ceilings are measured now, in the same run: bandwidth drifts from minute to minute.
+        std::fprintf(stderr, "kvscope bench: measuring this machine's bandwidth and FLOP/s...\n");
+        ctx.hw = analysis::probe_hardware(ctx.threads, o->quick);
+        auto rows = exp::run_bench(ctx, o->prompt_len, o->new_tokens);
+        std::vector<std::string> header = exp::common_columns();
+        header.push_back("label");
+        auto rc = exp::roofline_columns();
+        header.insert(header.end(), rc.begin(), rc.end());
+        std::vector<std::vector<std::string>> csv;
+        for (const auto& r : rows) {
+            auto row = exp::common_row(ctx, "bench", r.spec, r.result);
+            row.push_back(r.label);
+            auto v = exp::roofline_values(r.point);
+            row.insert(row.end(), v.begin(), v.end());
+            csv.push_back(row);
+        }
+        exp::write_results(ctx, "bench", header, csv);
+        Model& m = ctx.model(DType::F32);
+        std::printf("kvscope bench: %s (weights=%s), %d threads, %s\n", o->model.c_str(), m.weights_kind(), ctx.threads,
+                    ctx.hw.cpu_model.c_str());
+        std::printf("ceilings measured now: %.1f GB/s read (best of 1-8 streams/thread, median), %.1f GFLOP/s fp32\n\n",
+                    ctx.hw.bw_gbs_all.median, ctx.hw.gflops_all.median);
+        std::printf("%s", exp::bench_table(rows).c_str());
+        if (o->vs_torch) {
+            std::printf("\nPyTorch %s eager (tools/torch_baseline.py, same checkpoint, prompt %d, %d new tokens):\n", "",
+                        o->prompt_len, o->new_tokens);
+            for (auto [label, dt] : {std::pair{"fp32", "float32"}, std::pair{"bf16", "bfloat16"}}) {
+                nlohmann::json j = torch_baseline(m.source.dir.string(), ctx.threads, dt, o->prompt_len, o->new_tokens,
+                                                  std::max(1, std::min(ctx.reps, 3)));
+                if (j.contains("error")) {
+                    std::printf("  %s: %s\n", label, j["error"].get<std::string>().c_str());
+                    continue;
+                }
+                double t = j["decode_tok_s_median"].get<double>();
+                double ours = 0;
+                for (const auto& r : rows)
+                    if (r.label == fmt::format("decode {} b1", label)) ours = r.point.tok_s;
+                std::printf("  decode %s b1: PyTorch %.1f tok/s, kvscope %.1f tok/s: %.2fx\n", label, t, ours, ours / t);
+            }
+        }
+        std::fprintf(stderr, "kvscope bench: wrote %s/bench.csv\n", o->out.c_str());
+    });
+}
+
+}  // namespace kvscope::cli

@@ -1,0 +1,160 @@
+// Every experiment end to end on a tiny model with --quick: each expected file, row and column
+// is present, numbers are finite and positive where they must be, and the KV formula equals
+// the allocation in every memory row.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "core/fs.h"
+#include "experiments/harness.h"
+#include "report/csv.h"
+#include "test_util.h"
+
+using namespace kvscope;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Table {
+    std::vector<std::string> header;
+    std::vector<std::map<std::string, std::string>> rows;
+};
+
+Table load(const fs::path& p) {
+    auto raw = read_csv(p);
+    Table t;
+    t.header = raw.at(0);
+    for (size_t i = 1; i < raw.size(); i++) {
+        EXPECT_EQ(raw[i].size(), t.header.size()) << p << " row " << i;
+        std::map<std::string, std::string> r;
+        for (size_t k = 0; k < t.header.size() && k < raw[i].size(); k++) r[t.header[k]] = raw[i][k];
+        t.rows.push_back(r);
+    }
+    return t;
+}
+
+double num(const std::map<std::string, std::string>& r, const std::string& k) {
+    auto it = r.find(k);
+    EXPECT_NE(it, r.end()) << "missing column " << k;
+    return it == r.end() ? NAN : std::stod(it->second);
+}
+
+const fs::path& results() {
+    static fs::path dir;
+    if (dir.empty()) {
+        fs::path model = test::tiny_model_dir("exp", test::tiny_config(96, 128));
+        dir = test::temp_dir("exp-results");
+        auto r = test::run_cmd("XDG_CACHE_HOME=" + dir.string() + "/cache " + test::kvscope_bin() +
+                               " exp all --quick --model " + model.string() + " --out " + dir.string());
+        EXPECT_EQ(r.status, 0) << r.err;
+        EXPECT_NE(r.err.find("[exp cache]"), std::string::npos) << "no progress display on stderr";
+    }
+    return dir;
+}
+
+}  // namespace
+
+TEST(Experiments, EveryFileHasTheCommonColumnsAndPositiveTimings) {
+    for (std::string name : {"cache", "batch", "precision", "seqlen", "memory", "roofline"}) {
+        Table t = load(results() / (name + ".csv"));
+        auto common = exp::common_columns();
+        ASSERT_GE(t.header.size(), common.size()) << name;
+        for (size_t i = 0; i < common.size(); i++) EXPECT_EQ(t.header[i], common[i]) << name;
+        ASSERT_FALSE(t.rows.empty()) << name;
+        for (const auto& r : t.rows) {
+            EXPECT_EQ(r.at("experiment"), name);
+            EXPECT_EQ(r.at("weights"), "synthetic");
+            for (std::string k : {"prefill_ms_median", "total_ms_median", "tokens_per_s", "kv_bytes", "weight_bytes",
+                                  "peak_rss_bytes", "reps"}) {
+                double v = num(r, k);
+                EXPECT_TRUE(std::isfinite(v) && v > 0) << name << "." << k << " = " << v;
+            }
+        }
+        auto side = nlohmann::json::parse(read_file(results() / (name + ".json")));
+        EXPECT_EQ(side["model"]["n_layer"], 2);
+        EXPECT_TRUE(side["hw"].contains("cpu_model"));
+    }
+}
+
+TEST(Experiments, CacheHasBothModesPerLengthWithOneSpeedup) {
+    Table t = load(results() / "cache.csv");
+    std::map<std::string, std::set<std::string>> modes;
+    std::map<std::string, std::set<std::string>> speedups;
+    for (const auto& r : t.rows) {
+        modes[r.at("max_new_tokens")].insert(r.at("use_cache"));
+        speedups[r.at("max_new_tokens")].insert(r.at("speedup"));
+        EXPECT_GT(num(r, "speedup"), 0);
+    }
+    EXPECT_EQ(modes.size(), 2u);  // --quick: L = 8, 16
+    for (const auto& [L, m] : modes) {
+        EXPECT_EQ(m, (std::set<std::string>{"0", "1"})) << L;
+        EXPECT_EQ(speedups[L].size(), 1u) << L;
+    }
+    Table tok = load(results() / "cache_tokens.csv");
+    EXPECT_EQ(tok.header, (std::vector<std::string>{"use_cache", "step", "token_ms", "cumulative_ms"}));
+    EXPECT_EQ(tok.rows.size(), 2u * 16);  // steps 0..15 in each mode
+}
+
+TEST(Experiments, MemoryFormulaEqualsAllocationInEveryRow) {
+    Table t = load(results() / "memory.csv");
+    ASSERT_FALSE(t.rows.empty());
+    for (const auto& r : t.rows) {
+        EXPECT_EQ(r.at("kv_formula_matches"), "1");
+        // 2 x batch x S x n_layer x n_kv_head x head_dim x bytes
+        double expect = 2 * num(r, "batch_size") * num(r, "context") * 2 * 4 * 16 * (r.at("kv_dtype") == "fp32" ? 4 : 2);
+        EXPECT_EQ(num(r, "kv_bytes"), expect);
+    }
+}
+
+TEST(Experiments, PrecisionReferenceRowIsExactAndOthersArePositive) {
+    Table t = load(results() / "precision.csv");
+    ASSERT_EQ(t.rows.size(), 9u);
+    EXPECT_EQ(t.rows[0].at("dtype"), "fp32");
+    EXPECT_EQ(t.rows[0].at("kv_dtype"), "fp32");
+    EXPECT_EQ(num(t.rows[0], "top1_agreement"), 1);
+    EXPECT_EQ(num(t.rows[0], "kl_mean"), 0);
+    for (size_t i = 1; i < t.rows.size(); i++) {
+        EXPECT_GT(num(t.rows[i], "max_abs_logit_diff"), 0) << i;
+        EXPECT_GE(num(t.rows[i], "kl_mean"), 0) << i;
+        EXPECT_LE(num(t.rows[i], "top1_agreement"), 1) << i;
+    }
+}
+
+TEST(Experiments, RooflineRowsCarryAVerdict) {
+    Table t = load(results() / "roofline.csv");
+    std::set<std::string> phases;
+    for (const auto& r : t.rows) {
+        phases.insert(r.at("phase"));
+        EXPECT_TRUE(r.at("bound") == "memory" || r.at("bound") == "compute");
+        EXPECT_GT(num(r, "gbs"), 0);
+        EXPECT_GT(num(r, "peak_gbs"), 0);
+        EXPECT_NEAR(num(r, "intensity"), num(r, "flops") / num(r, "bytes"), 1e-3 * num(r, "intensity"));
+    }
+    EXPECT_EQ(phases, (std::set<std::string>{"prefill", "decode"}));
+}
+
+TEST(Experiments, ListFlagsExpandIntoAGrid) {
+    fs::path model = test::tiny_model_dir("exp", test::tiny_config(96, 128));
+    fs::path out = test::temp_dir("exp-grid");
+    auto r = test::run_cmd("XDG_CACHE_HOME=" + out.string() + "/cache " + test::kvscope_bin() +
+                           " exp batch --quick --reps 1 --warmup 0 --batch 1,3,5 --new-tokens 4 --model " +
+                           model.string() + " --out " + out.string());
+    ASSERT_EQ(r.status, 0) << r.err;
+    Table t = load(out / "batch.csv");
+    ASSERT_EQ(t.rows.size(), 5u);  // 3 batch sizes + unequal prompts packed and left-padded
+    EXPECT_EQ(t.rows[1].at("batch_size"), "3");
+    EXPECT_EQ(t.rows[3].at("padding"), "none");
+    EXPECT_EQ(t.rows[4].at("padding"), "left");
+    EXPECT_GT(num(t.rows[4], "padded_tokens"), 0);
+    EXPECT_EQ(num(t.rows[3], "padded_tokens"), 0);
+    auto bad = test::run_cmd(test::kvscope_bin() + " exp batch --batch 0 --model " + model.string() + " --out " + out.string());
+    EXPECT_NE(bad.status, 0);
+    EXPECT_NE(bad.err.find("--batch"), std::string::npos);
+    auto unknown = test::run_cmd(test::kvscope_bin() + " exp kvquant --model " + model.string());
+    EXPECT_NE(unknown.status, 0);
+    EXPECT_NE(unknown.err.find("unknown experiment"), std::string::npos);
+}
