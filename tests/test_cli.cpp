@@ -187,3 +187,35 @@ TEST(Cli, MakeModelWritesALoadableDirectory) {
     EXPECT_NE(again.status, 0);
     expect_error("make-model --preset gpt5 --out " + (d.string() + "x"), {"--preset gpt5"});
 }
+
+TEST(Cli, FindsAModelInTheHuggingFaceHubCache) {
+    fs::path home = test::temp_dir("hfhome");
+    fs::path repo = home / "hub" / "models--someorg--tiny-gpt2";
+    fs::path snap = repo / "snapshots" / "0123abcd";
+    fs::create_directories(snap);
+    fs::create_directories(repo / "blobs");
+    // The hub stores files as blobs with symlinks in the snapshot, as huggingface_hub does.
+    for (std::string f : {"config.json", "model.safetensors"}) {
+        fs::copy(model_dir() / f, repo / "blobs" / f);
+        fs::create_symlink(repo / "blobs" / f, snap / f);
+    }
+    fs::create_directories(repo / "refs");
+    write_file_atomic(repo / "refs" / "main", "0123abcd");
+    auto r = test::run_cmd("HF_HOME=" + home.string() + " " + run_args("info --model someorg/tiny-gpt2"));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find("hugging face cache"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(snap.string()), std::string::npos) << r.out;
+}
+
+TEST(Cli, PresetWithoutLocalCopyGeneratesSyntheticWeightsOnceAndSaysSo) {
+    fs::path cache = test::temp_dir("kvcache");
+    std::string env = "HOME=" + cache.string() + " KVSCOPE_CACHE=" + cache.string() + " ";
+    auto r = test::run_cmd(env + run_args("run --model tiny --prompt-ids 1,2 --max_new_tokens 2 --json"));
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.err.find("synthetic weights"), std::string::npos) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(r.out)["weights"], "synthetic");
+    auto again = test::run_cmd(env + run_args("run --model tiny --prompt-ids 1,2 --max_new_tokens 2"));
+    ASSERT_EQ(again.status, 0) << again.err;
+    EXPECT_EQ(again.err.find("generating"), std::string::npos) << again.err;
+    EXPECT_NE(again.out.find("weights=synthetic"), std::string::npos);
+}

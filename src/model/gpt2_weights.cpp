@@ -112,6 +112,7 @@ WeightView Gpt2Weights::mat(const std::string& name, int64_t rows, int64_t cols,
         if (dtype_ == DType::F32) std::memcpy(dst, tmp.data(), size_t(c) * 4);
         else if (dtype_ == DType::F16) ops::f32_to_f16(tmp.data(), reinterpret_cast<uint16_t*>(dst), c);
         else ops::f32_to_bf16(tmp.data(), reinterpret_cast<uint16_t*>(dst), c);
+        file_.release(src, uint64_t(c) * uint64_t(st_dtype_size(t.dtype)));  // peak RSS: one copy, not two
     }
     w.data = buf.get();
     owned_.push_back(std::move(buf));

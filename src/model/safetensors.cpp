@@ -170,11 +170,11 @@ const StTensor* SafetensorsFile::find(const std::string& name) const {
     return it == tensors_.end() ? nullptr : &it->second;
 }
 
-void SafetensorsFile::release(const StTensor& t) const {
+void SafetensorsFile::release(const uint8_t* p, uint64_t n) const {
     if (!map_) return;
     const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-    uintptr_t b = (uintptr_t(t.data) + page - 1) & ~(page - 1);
-    uintptr_t e = (uintptr_t(t.data) + t.nbytes) & ~(page - 1);
+    uintptr_t b = (uintptr_t(p) + page - 1) & ~(page - 1);
+    uintptr_t e = (uintptr_t(p) + n) & ~(page - 1);
     if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
 }
 

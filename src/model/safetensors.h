@@ -43,7 +43,8 @@ public:
     const StTensor* find(const std::string& name) const;
     // Drops the mapped pages of a tensor that was converted into another buffer, so RSS does
     // not count both copies (they are re-read from the file if ever touched again).
-    void release(const StTensor& t) const;
+    void release(const StTensor& t) const { release(t.data, t.nbytes); }
+    void release(const uint8_t* p, uint64_t n) const;  // the whole pages inside [p, p + n)
     const std::map<std::string, StTensor>& tensors() const { return tensors_; }
     const std::string& path() const { return path_; }
     // String entries of the header's "__metadata__" (non-string values are skipped).
