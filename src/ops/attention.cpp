@@ -30,7 +30,16 @@ void attend(const float* q, const void* K, const void* V, int hd, int lo, int hi
         mx = s > mx ? s : mx;
     }
     float sum = 0.0f;
-    for (int j = lo; j < hi; j++) {
+    int j = lo;
+    __m256 vs = _mm256_setzero_ps();
+    const __m256 vmx = _mm256_set1_ps(mx);
+    for (; j + 8 <= hi; j += 8) {
+        __m256 e = simd::exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + j), vmx));
+        _mm256_storeu_ps(scores + j, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    sum = simd::hsum(vs);
+    for (; j < hi; j++) {
         scores[j] = std::exp(scores[j] - mx);
         sum += scores[j];
     }

@@ -1,0 +1,83 @@
+// Element-wise kernels and attention against their scalar references.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "ops/attention.h"
+#include "ops/norm.h"
+#include "ops/simd.h"
+
+using namespace kvscope;
+
+TEST(Ops, VectorExpWithinTwoUlpOfStdExp) {
+    for (float x = -87.0f; x < 88.0f; x += 0.0137f) {
+        alignas(32) float out[8];
+        _mm256_store_ps(out, ops::simd::exp8(_mm256_set1_ps(x)));
+        float r = std::exp(x);
+        EXPECT_LE(std::abs(out[0] - r), 3e-7f * r) << x;
+    }
+}
+
+TEST(Ops, GeluMatchesReference) {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    for (int n : {1, 7, 8, 9, 3072, 70001}) {
+        std::vector<float> a(static_cast<size_t>(n)), b;
+        for (auto& v : a) v = nd(rng);
+        a[0] = -30.0f;
+        b = a;
+        ops::gelu_new(a.data(), n);
+        ops::ref::gelu_new(b.data(), n);
+        double mx = 0;
+        for (int i = 0; i < n; i++) {
+            EXPECT_LE(std::abs(a[size_t(i)] - b[size_t(i)]), 1e-6f + 1e-6f * std::abs(b[size_t(i)])) << i;
+            mx = std::max(mx, double(std::abs(a[size_t(i)] - b[size_t(i)])));
+        }
+        std::printf("gelu n=%d: max |avx2 - ref| = %.3g\n", n, mx);
+    }
+}
+
+TEST(Ops, LayerNormMatchesReference) {
+    std::mt19937 rng(4);
+    std::normal_distribution<float> nd(1.0f, 2.0f);
+    for (int n : {5, 64, 768, 1601}) {
+        int rows = 3;
+        std::vector<float> x(static_cast<size_t>(rows * n)), w(static_cast<size_t>(n)), b(static_cast<size_t>(n)), y1(x.size()), y2(x.size());
+        for (auto& v : x) v = nd(rng);
+        for (auto& v : w) v = nd(rng);
+        for (auto& v : b) v = nd(rng);
+        ops::layernorm(x.data(), rows, n, w.data(), b.data(), 1e-5f, y1.data());
+        ops::ref::layernorm(x.data(), rows, n, w.data(), b.data(), 1e-5f, y2.data());
+        for (size_t i = 0; i < x.size(); i++) EXPECT_NEAR(y1[i], y2[i], 2e-5f + 2e-5f * std::abs(y2[i])) << n << " " << i;
+    }
+}
+
+TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd;
+    for (DType dt : {DType::F32, DType::F16, DType::BF16})
+        for (int hd : {8, 16, 64, 80, 128})
+            for (auto [lo, hi] : {std::pair{0, 1}, std::pair{0, 9}, std::pair{3, 40}, std::pair{0, 300}}) {
+                std::vector<float> q(static_cast<size_t>(hd)), out(q.size()), ref(q.size()), scores(static_cast<size_t>(hi));
+                for (auto& v : q) v = nd(rng);
+                const size_t n = size_t(hi) * size_t(hd);
+                std::vector<uint8_t> K(n * 4), V(n * 4);
+                for (size_t i = 0; i < n; i++) {
+                    float k = nd(rng), v = nd(rng);
+                    if (dt == DType::F32) {
+                        reinterpret_cast<float*>(K.data())[i] = k;
+                        reinterpret_cast<float*>(V.data())[i] = v;
+                    } else {
+                        auto cv = [&](float f) { return dt == DType::F16 ? f32_to_f16(f) : f32_to_bf16(f); };
+                        reinterpret_cast<uint16_t*>(K.data())[i] = cv(k);
+                        reinterpret_cast<uint16_t*>(V.data())[i] = cv(v);
+                    }
+                }
+                ops::attend_head(q.data(), K.data(), V.data(), dt, hd, lo, hi, 0.125f, scores.data(), out.data());
+                ops::ref::attend_head(q.data(), K.data(), V.data(), dt, hd, lo, hi, 0.125f, ref.data());
+                for (int i = 0; i < hd; i++)
+                    EXPECT_NEAR(out[size_t(i)], ref[size_t(i)], 1e-5f + 1e-5f * std::abs(ref[size_t(i)]))
+                        << dtype_name(dt) << " hd " << hd << " [" << lo << "," << hi << ")";
+            }
+}
