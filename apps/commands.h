@@ -11,9 +11,11 @@ namespace kvscope::cli {
 void add_info(CLI::App& app);
 void add_run(CLI::App& app);
 void add_make_model(CLI::App& app);
+void add_report(CLI::App& app);
 void add_hw(CLI::App& app);
 void add_exp(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_study(CLI::App& app);
 
 // Flags shared by `exp` and `study`.
 struct ExpOpts {

@@ -26,9 +26,11 @@ int main(int argc, char** argv) {
     kvscope::cli::add_info(app);
     kvscope::cli::add_run(app);
     kvscope::cli::add_make_model(app);
+    kvscope::cli::add_report(app);
     kvscope::cli::add_hw(app);
     kvscope::cli::add_exp(app);
     kvscope::cli::add_bench(app);
+    kvscope::cli::add_study(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
