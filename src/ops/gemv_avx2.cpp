@@ -1,0 +1,202 @@
+// Decode GEMV/skinny GEMM, AVX2 + FMA, fp32 accumulation. Reference: ops::ref::matmul.
+//
+// At batch 1 a weight element is used for exactly one FMA, so these kernels are bounded by
+// memory bandwidth, not arithmetic: their job is to keep several sequential read streams in
+// flight per core and to touch each weight byte once, whatever m is.
+//
+// KN ([n_in, n_out], y = x @ W): each thread owns a range of output columns. It sweeps 4
+//   rows of W at a time (4 concurrent streams) across its columns, adding x[r, k..k+3] *
+//   W[k..k+3, j] into y[r, j]. y itself is the accumulator: the column range is cut into
+//   tiles small enough that y's m rows of the tile stay in L1 while all of k is swept.
+// NK ([n_out, n_in], y = x @ W^T): each thread owns a range of output rows and computes 4
+//   dot products at once (4 streams), for up to 3 rows of x per pass so that the 4 weight
+//   rows are converted from memory once and re-read from L1 for the next rows of x.
+#include <algorithm>
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include "ops/gemv.h"
+#include "ops/matmul_simd.h"
+
+namespace kvscope::ops {
+namespace {
+
+using mm::WeightLoad;
+
+// y tile (m rows x tile columns, fp32) that stays in L1 (32 KiB) next to the weight lines.
+constexpr int64_t kTileBytes = 16 * 1024;
+
+// Below this many multiply-adds a second thread costs more than it saves.
+constexpr int64_t kMinParallelWork = 1 << 16;
+
+// Thread t's share of [0, n), cut at multiples of grain so that ranges start on cache lines.
+struct Range {
+    int64_t begin, end;
+};
+Range split(int64_t n, int64_t grain, int nt, int t) {
+    const int64_t chunks = (n + grain - 1) / grain;
+    const int64_t b = chunks * t / nt, e = chunks * (t + 1) / nt;
+    return {std::min(n, b * grain), std::min(n, e * grain)};
+}
+
+// ---- KN ----------------------------------------------------------------------------------
+
+// y[r, j] += sum_kk x[r, kk] * W[kk, j] for R rows of x, K rows of W, j in [j0, j1).
+// x points at x[0, k], w at W[k, 0], y at y[0, 0]; row strides n_in, n_out, n_out.
+template <DType D, int R, int K>
+void kn_update(const float* x, int64_t n_in, const typename WeightLoad<D>::T* w, int64_t n_out, float* y,
+               int64_t j0, int64_t j1) {
+    using L = WeightLoad<D>;
+    __m256 xb[R][K];
+    for (int r = 0; r < R; r++)
+        for (int kk = 0; kk < K; kk++) xb[r][kk] = _mm256_set1_ps(x[r * n_in + kk]);
+    int64_t j = j0;
+    for (; j + 8 <= j1; j += 8) {
+        __m256 wv[K];
+        for (int kk = 0; kk < K; kk++) wv[kk] = L::load8(w + kk * n_out + j);
+        for (int r = 0; r < R; r++) {
+            float* yr = y + r * n_out + j;
+            __m256 acc = _mm256_loadu_ps(yr);
+            for (int kk = 0; kk < K; kk++) acc = _mm256_fmadd_ps(xb[r][kk], wv[kk], acc);
+            _mm256_storeu_ps(yr, acc);
+        }
+    }
+    for (; j < j1; j++) {
+        for (int r = 0; r < R; r++) {
+            float acc = y[r * n_out + j];
+            for (int kk = 0; kk < K; kk++) acc += x[r * n_in + kk] * L::load1(w + kk * n_out + j);
+            y[r * n_out + j] = acc;
+        }
+    }
+}
+
+// All m rows of x against K rows of W, two rows of x per pass (8 broadcasts + 4 weight
+// vectors + accumulators fit the 16 ymm registers).
+template <DType D, int K>
+void kn_rows(const float* x, int64_t m, int64_t n_in, const typename WeightLoad<D>::T* w, int64_t n_out,
+             float* y, int64_t j0, int64_t j1) {
+    int64_t r = 0;
+    for (; r + 2 <= m; r += 2) kn_update<D, 2, K>(x + r * n_in, n_in, w, n_out, y + r * n_out, j0, j1);
+    if (r < m) kn_update<D, 1, K>(x + r * n_in, n_in, w, n_out, y + r * n_out, j0, j1);
+}
+
+template <DType D>
+void gemv_kn(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y, int64_t c0,
+             int64_t c1) {
+    using T = typename WeightLoad<D>::T;
+    const T* w = static_cast<const T*>(wv.data);
+    const int64_t n_in = wv.n_in, n_out = wv.n_out;
+    const int64_t tile = std::max<int64_t>(8, kTileBytes / int64_t(sizeof(float)) / m / 8 * 8);
+    for (int64_t jt = c0; jt < c1; jt += tile) {
+        const int64_t je = std::min(c1, jt + tile);
+        for (int64_t r = 0; r < m; r++) {
+            float* yr = y + r * n_out;
+            if (bias) std::copy(bias + jt, bias + je, yr + jt);
+            else std::fill(yr + jt, yr + je, 0.0f);
+        }
+        int64_t k = 0;
+        for (; k + 4 <= n_in; k += 4) kn_rows<D, 4>(x + k, m, n_in, w + k * n_out, n_out, y, jt, je);
+        for (; k < n_in; k++) kn_rows<D, 1>(x + k, m, n_in, w + k * n_out, n_out, y, jt, je);
+    }
+}
+
+// ---- NK ----------------------------------------------------------------------------------
+
+// y[r, o] = bias[o] + dot(x[r, :], W[o, :]) for R rows of x and NO rows of W.
+// x points at x[0, 0], w at W[o, 0], y at y[0, o], bias at bias[o] (or null).
+template <DType D, int R, int NO>
+void nk_block(const float* x, int64_t n_in, const typename WeightLoad<D>::T* w, float* y, int64_t n_out,
+              const float* bias) {
+    using L = WeightLoad<D>;
+    __m256 acc[R][NO];
+    for (int r = 0; r < R; r++)
+        for (int o = 0; o < NO; o++) acc[r][o] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= n_in; k += 8) {
+        __m256 wv[NO];
+        for (int o = 0; o < NO; o++) wv[o] = L::load8(w + o * n_in + k);
+        for (int r = 0; r < R; r++) {
+            const __m256 xv = _mm256_loadu_ps(x + r * n_in + k);
+            for (int o = 0; o < NO; o++) acc[r][o] = _mm256_fmadd_ps(wv[o], xv, acc[r][o]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        float out[NO];
+        if constexpr (NO == 4) {
+            _mm_storeu_ps(out, mm::hsum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]));
+        } else {
+            for (int o = 0; o < NO; o++) out[o] = mm::hsum(acc[r][o]);
+        }
+        for (int o = 0; o < NO; o++) {
+            float tail = 0.0f;
+            for (int64_t kt = k; kt < n_in; kt++) tail += x[r * n_in + kt] * L::load1(w + o * n_in + kt);
+            y[r * n_out + o] = out[o] + tail + (bias ? bias[o] : 0.0f);
+        }
+    }
+}
+
+// NO rows of W against all m rows of x, in passes of up to 3 rows (12 accumulators).
+template <DType D, int NO>
+void nk_rows(const float* x, int64_t m, int64_t n_in, const typename WeightLoad<D>::T* w, float* y,
+             int64_t n_out, const float* bias) {
+    int64_t r = 0;
+    while (r < m) {
+        const int64_t left = m - r;
+        // 4 rows go as 2 + 2 rather than 3 + 1: the pass count is the same, the FMAs per
+        // weight load are better balanced.
+        if (left >= 3 && left != 4) {
+            nk_block<D, 3, NO>(x + r * n_in, n_in, w, y + r * n_out, n_out, bias);
+            r += 3;
+        } else if (left >= 2) {
+            nk_block<D, 2, NO>(x + r * n_in, n_in, w, y + r * n_out, n_out, bias);
+            r += 2;
+        } else {
+            nk_block<D, 1, NO>(x + r * n_in, n_in, w, y + r * n_out, n_out, bias);
+            r += 1;
+        }
+    }
+}
+
+template <DType D>
+void gemv_nk(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y, int64_t o0,
+             int64_t o1) {
+    using T = typename WeightLoad<D>::T;
+    const T* w = static_cast<const T*>(wv.data);
+    const int64_t n_in = wv.n_in, n_out = wv.n_out;
+    int64_t o = o0;
+    for (; o + 4 <= o1; o += 4)
+        nk_rows<D, 4>(x, m, n_in, w + o * n_in, y + o, n_out, bias ? bias + o : nullptr);
+    for (; o < o1; o++) nk_rows<D, 1>(x, m, n_in, w + o * n_in, y + o, n_out, bias ? bias + o : nullptr);
+}
+
+template <DType D>
+void gemv_typed(const float* x, int64_t m, const WeightView& w, const float* bias, float* y) {
+    const bool parallel = w.n_in * w.n_out * m >= kMinParallelWork;
+#pragma omp parallel if (parallel)
+    {
+        const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        if (w.layout == Layout::KN) {
+            // 16 columns: a cache line of fp32, so neighbouring threads never share one of y.
+            const Range c = split(w.n_out, 16, nt, t);
+            if (c.begin < c.end) gemv_kn<D>(x, m, w, bias, y, c.begin, c.end);
+        } else {
+            const Range o = split(w.n_out, 4, nt, t);
+            if (o.begin < o.end) gemv_nk<D>(x, m, w, bias, y, o.begin, o.end);
+        }
+    }
+}
+
+}  // namespace
+
+void gemv(const float* x, int64_t m, const WeightView& w, const float* bias, float* y) {
+    if (m <= 0 || w.n_out <= 0) return;
+    switch (w.dtype) {
+        case DType::F32: gemv_typed<DType::F32>(x, m, w, bias, y); break;
+        case DType::BF16: gemv_typed<DType::BF16>(x, m, w, bias, y); break;
+        case DType::F16: gemv_typed<DType::F16>(x, m, w, bias, y); break;
+        default: break;
+    }
+}
+
+}  // namespace kvscope::ops

@@ -1,0 +1,55 @@
+// AVX2 building blocks of the matmul kernels and the bulk conversions (internal to ops).
+// WeightLoad<D> turns 8 stored weights of dtype D into 8 fp32 lanes: the kernels are
+// templated on it so that one loop serves fp32, bf16 and fp16 weights.
+#pragma once
+
+#include <cstdint>
+
+#include <immintrin.h>
+
+#include "core/dtype.h"
+
+namespace kvscope::ops::mm {
+
+template <DType D> struct WeightLoad;
+
+template <> struct WeightLoad<DType::F32> {
+    using T = float;
+    static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+    static float load1(const float* p) { return *p; }
+};
+
+// bf16 is the top half of an fp32: widen to 32 bits and shift into place (exact).
+template <> struct WeightLoad<DType::BF16> {
+    using T = uint16_t;
+    static __m256 load8(const uint16_t* p) {
+        const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+    }
+    static float load1(const uint16_t* p) { return kvscope::bf16_to_f32(*p); }
+};
+
+template <> struct WeightLoad<DType::F16> {
+    using T = uint16_t;
+    static __m256 load8(const uint16_t* p) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    }
+    static float load1(const uint16_t* p) { return kvscope::f16_to_f32(*p); }
+};
+
+inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// Four horizontal sums at once: {sum(a), sum(b), sum(c), sum(d)}.
+inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 ab = _mm256_hadd_ps(a, b);  // a01 a23 b01 b23 | a45 a67 b45 b67
+    const __m256 cd = _mm256_hadd_ps(c, d);
+    const __m256 abcd = _mm256_hadd_ps(ab, cd);  // a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7
+    return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+}  // namespace kvscope::ops::mm
