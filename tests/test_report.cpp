@@ -263,6 +263,15 @@ fs::path results_dir(const std::string& tag) {
     return d;
 }
 
+// Removes a test's directory when the test passed; a failing test leaves it for inspection.
+struct RemoveIfPassed {
+    fs::path dir;
+    ~RemoveIfPassed() {
+        std::error_code ec;
+        if (!::testing::Test::HasFailure()) fs::remove_all(dir, ec);
+    }
+};
+
 test::CmdResult run_report(const fs::path& dir) { return test::run_cmd(test::kvscope_bin() + " report --results " + dir.string()); }
 
 // ---- file checks --------------------------------------------------------------------------
@@ -458,6 +467,8 @@ protected:
         out_ = new std::string(r.out + r.err);
     }
     static void TearDownTestSuite() {
+        std::error_code ec;
+        if (!::testing::UnitTest::GetInstance()->current_test_suite()->Failed()) fs::remove_all(*dir_, ec);
         delete dir_;
         delete out_;
     }
@@ -574,6 +585,7 @@ TEST_F(Report, FindingsAreReadOffTheNumbers) {
 
 TEST(ReportRun, ChangedCsvRedrawsOnlyItsPlots) {
     fs::path d = results_dir("redraw");
+    RemoveIfPassed cleanup{d};
     ASSERT_EQ(run_report(d).status, 0);
     std::string before = slurp(d / "plots" / "cache_speedup.png");
     std::string before_svg = slurp(d / "plots" / "cache_speedup.svg");
@@ -599,6 +611,7 @@ TEST(ReportRun, ChangedCsvRedrawsOnlyItsPlots) {
 
 TEST(ReportRun, AbsentCsvSkipsItsPlotsAndSaysSo) {
     fs::path d = results_dir("absent");
+    RemoveIfPassed cleanup{d};
     fs::remove(d / "precision.csv");
     fs::remove(d / "precision.json");
     fs::remove(d / "cache_tokens.csv");
@@ -624,11 +637,13 @@ TEST(ReportRun, BadInputFailsWithOneLineAndNoHalfWrittenReport) {
         for (const auto& n : needles) EXPECT_NE(e.find(n), std::string::npos) << "'" << n << "' not in: " << e;
     };
     fs::path missing = test::temp_dir("report-missing") / "nope";
+    RemoveIfPassed c1{missing.parent_path()}, c2{test::temp_dir("report-empty")};
     expect_error(run_report(missing), {"nope", "does not exist"});
     expect_error(run_report(test::temp_dir("report-empty")), {"no result CSV"});
 
     // A good report first; then a broken CSV must leave it exactly as it was.
     fs::path d = results_dir("bad");
+    RemoveIfPassed c3{d};
     ASSERT_EQ(run_report(d).status, 0);
     std::string html = slurp(d / "report.html"), md = slurp(d / "report.md"), fj = slurp(d / "findings.json");
     std::string good_batch = slurp(d / "batch.csv");
@@ -661,6 +676,7 @@ TEST(ReportRun, BadInputFailsWithOneLineAndNoHalfWrittenReport) {
 
     // A fresh directory with a bad CSV gets no report at all.
     fs::path fresh = test::temp_dir("report-bad-fresh");
+    RemoveIfPassed c4{fresh};
     write_file_atomic(fresh / "batch.csv", short_row);
     expect_error(run_report(fresh), {"batch.csv"});
     EXPECT_FALSE(fs::exists(fresh / "report.html"));

@@ -110,7 +110,7 @@ std::optional<Job> xy_job(const Results& res, PlotInfo info, const std::string& 
     std::string& b = job.body;
     b += "reset\n" + title_cmd(res, job.info.heading);
     b += "set xlabel " + q(ax.xlabel) + "\nset ylabel " + q(ax.ylabel) + "\n";
-    b += "set grid lc rgb '#dddddd'\nset key " + ax.key + " box opaque\n";
+    b += "set grid lc rgb '#dddddd'\nset key " + ax.key + " box opaque" + (plots.size() > 6 ? " font ',9' spacing 0.9" : "") + "\n";
     if (logx) b += "set logscale x 2\nset format x '%g'\n";
     if (logy) {
         // Tight to the data: gnuplot would otherwise widen a log axis to whole decades.
@@ -307,13 +307,18 @@ std::optional<Job> kv_memory_job(const Results& res, const Table& t, const std::
     std::vector<Series> s;
     for (size_t gi = 0; gi < groups.size(); ++gi) {
         const auto& [label, g] = groups[gi];
-        int lt = int(gi * 3);
+        // One group: a colour per quantity. Several: a colour per group, a style per quantity.
+        bool one = groups.size() == 1;
+        int lt = int(gi) + 1;
         s.push_back({join_label("theory (kv_bytes_theory)", label),
-                     points(t, g, "context", [&](size_t r) { return t.num(r, "kv_bytes_theory") / MiB; }), "lines lw 3", lt + 1});
+                     points(t, g, "context", [&](size_t r) { return t.num(r, "kv_bytes_theory") / MiB; }), "lines lw 3",
+                     one ? 1 : lt});
         s.push_back({join_label("allocated (kv_bytes)", label),
-                     points(t, g, "context", [&](size_t r) { return t.num(r, "kv_bytes") / MiB; }), "points ps 1.6", lt + 2});
+                     points(t, g, "context", [&](size_t r) { return t.num(r, "kv_bytes") / MiB; }), "points pt 4 ps 1.8",
+                     one ? 2 : lt});
         s.push_back({join_label("RSS growth (kv_rss_delta_bytes)", label),
-                     points(t, g, "context", [&](size_t r) { return t.num(r, "kv_rss_delta_bytes") / MiB; }), "linespoints dt 2", lt + 3});
+                     points(t, g, "context", [&](size_t r) { return t.num(r, "kv_rss_delta_bytes") / MiB; }),
+                     "linespoints dt 2 pt 9", one ? 3 : lt});
     }
     Axes ax{"context S (tokens per sequence)", "KV cache memory (MiB)"};
     std::vector<double> positive;
@@ -444,18 +449,22 @@ void roofline_plots(const Results& res, std::vector<Job>& jobs) {
     std::stable_sort(phases.begin(), phases.end(), [](const std::string& a, const std::string& b) { return a == "prefill" && b != "prefill"; });
     std::vector<double> xs = {ridge}, ys;
     std::string plot = "plot roof(x) with lines lt 8 lw 3 title 'roofline: min(peak_gbs x intensity, peak_gflops)'";
+    // Labels alternate above and below their points, in order of intensity, so neighbours do not collide.
+    std::vector<size_t> by_x = t.sorted_by(t.all_rows(), "intensity");
+    auto slot = [&](size_t r) { return size_t(std::find(by_x.begin(), by_x.end(), r) - by_x.begin()) % 2; };
     for (size_t i = 0; i < phases.size(); ++i) {
-        job.data += "# " + phases[i] + ": intensity (flop/byte), GFLOP/s, label\n";
+        job.data += "# " + phases[i] + ": intensity (flop/byte), GFLOP/s, label, label below (1) or above (0)\n";
         for (size_t r : t.sorted_by(t.where(t.all_rows(), "phase", phases[i]), "intensity")) {
             std::string label = phases[i] == "prefill" ? fmt::format("prefill S={}", t.cell(r, "context"))
                                                        : fmt::format("{} b={} S={}", phases[i], t.cell(r, "batch_size"), t.cell(r, "context"));
-            job.data += num(t.num(r, "intensity")) + " " + num(t.num(r, "gflops")) + " " + q(label) + "\n";
+            job.data += num(t.num(r, "intensity")) + " " + num(t.num(r, "gflops")) + " " + q(label) + " " + std::to_string(slot(r)) + "\n";
             xs.push_back(t.num(r, "intensity"));
             if (t.num(r, "gflops") > 0) ys.push_back(t.num(r, "gflops"));
         }
         job.data += "\n\n";
         plot += fmt::format(", \\\n     'roofline.dat' index {0} using 1:2 with points lt {1} pt {2} ps 1.8 title {3}"
-                            ", \\\n     'roofline.dat' index {0} using 1:2:3 with labels offset 0.9,0.9 left font ',9' tc lt {1} notitle",
+                            ", \\\n     'roofline.dat' index {0} using 1:($4 == 0 ? $2 : NaN):3 with labels offset 0.9,0.9 left font ',9' tc lt {1} notitle"
+                            ", \\\n     'roofline.dat' index {0} using 1:($4 == 1 ? $2 : NaN):3 with labels offset 0.9,-0.9 left font ',9' tc lt {1} notitle",
                             i, i + 1, i % 2 ? 5 : 7, q(phases[i]));
     }
     auto [xlo, xhi] = std::minmax_element(xs.begin(), xs.end());
