@@ -21,6 +21,9 @@ packages=(
 )
 missing=()
 for p in "${packages[@]}"; do
+  # A Node.js from another source (e.g. one that bundles npm and conflicts with Debian's npm)
+  # serves as well as Debian's nodejs + npm.
+  if [[ "$p" == nodejs || "$p" == npm ]] && command -v node >/dev/null && command -v npm >/dev/null; then continue; fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
