@@ -48,10 +48,17 @@ static int get_int(const nlohmann::json& j, const char* key, const std::string& 
     return int(v);
 }
 
+static std::string get_str(const nlohmann::json& j, const char* key, const std::string& path, const char* dflt) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return dflt;
+    if (!it->is_string()) fail("{}: key \"{}\" must be a string", path, key);
+    return it->get<std::string>();
+}
+
 ModelConfig config_from_hf_json(const nlohmann::json& j, const std::string& path) {
     if (!j.is_object()) fail("{}: expected a JSON object", path);
     ModelConfig c;
-    std::string type = j.value("model_type", std::string("gpt2"));
+    std::string type = get_str(j, "model_type", path, "gpt2");
     if (type != "gpt2") fail("{}: model_type \"{}\" is not supported (expected \"gpt2\")", path, type);
     c.model_type = type;
     c.n_layer = get_int(j, "n_layer", path, true, 0);
@@ -66,7 +73,7 @@ ModelConfig config_from_hf_json(const nlohmann::json& j, const std::string& path
         if (!it->is_number()) fail("{}: key \"layer_norm_epsilon\" must be a number", path);
         c.norm_eps = it->get<float>();
     }
-    std::string act = j.value("activation_function", std::string("gelu_new"));
+    std::string act = get_str(j, "activation_function", path, "gelu_new");
     if (act != "gelu_new" && act != "gelu_pytorch_tanh")
         fail("{}: activation_function \"{}\" is not supported (expected \"gelu_new\")", path, act);
     c.finalize(path);

@@ -92,7 +92,9 @@ SafetensorsFile SafetensorsFile::parse(const uint8_t* bytes, uint64_t size, cons
             if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
                 fail("{}: tensor \"{}\": shape entries must be non-negative integers", where, name);
             uint64_t v = d.get<uint64_t>();
-            if (v != 0 && numel > (uint64_t(1) << 62) / v) fail("{}: tensor \"{}\": shape overflows", where, name);
+            // numel * esize stays <= 2^62 (no wrap-around), and every dimension fits int64_t.
+            if (v > (uint64_t(1) << 62) || (v != 0 && numel > (uint64_t(1) << 62) / uint64_t(esize) / v))
+                fail("{}: tensor \"{}\": shape overflows", where, name);
             numel *= v;
             t.shape.push_back(int64_t(v));
         }

@@ -162,9 +162,16 @@ std::string read_text(const fs::path& path, std::string_view role) {
 
 json read_json(const fs::path& path, std::string_view role) {
     const std::string text = read_text(path, role);
+    // No tokenizer file nests deeply; copying or dumping a value that does overflows the stack.
+    constexpr int kMaxDepth = 64;
+    const auto limit_depth = [&](int depth, json::parse_event_t, json&) {
+        if (depth > kMaxDepth)
+            fail("{}: {}: JSON nested deeper than {} levels", role, path.string(), kMaxDepth);
+        return true;
+    };
     try {
-        return json::parse(text);
-    } catch (const json::parse_error& e) {
+        return json::parse(text, limit_depth);
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for numbers like 1e999
         fail("{}: {}: malformed JSON ({})", role, path.string(), e.what());
     }
 }
