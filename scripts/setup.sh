@@ -17,7 +17,7 @@ packages=(
   nodejs npm
   python3-torch python3-numpy
   chromium
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev libomp-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,6 @@
 #include "analysis/hw.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
 #include <sched.h>
@@ -444,11 +445,14 @@ HwInfo describe_machine() {
             if (detail::parse_cache_size(kb) > 0) hw.ram_bytes = detail::parse_cache_size(kb) * KiB;
         }
 
-    __builtin_cpu_init();
+    // CPUID directly (clang 14's __builtin_cpu_supports does not know "f16c").
     std::vector<std::string> isa;
-    if (__builtin_cpu_supports("avx2")) isa.push_back("AVX2");
-    if (__builtin_cpu_supports("fma")) isa.push_back("FMA");
-    if (__builtin_cpu_supports("f16c")) isa.push_back("F16C");
+    unsigned ra = 0, rb = 0, rc = 0, rd = 0;
+    unsigned leaf1_ecx = __get_cpuid(1, &ra, &rb, &rc, &rd) ? rc : 0;
+    unsigned leaf7_ebx = __get_cpuid_count(7, 0, &ra, &rb, &rc, &rd) ? rb : 0;
+    if (leaf7_ebx & (1u << 5)) isa.push_back("AVX2");
+    if (leaf1_ecx & (1u << 12)) isa.push_back("FMA");
+    if (leaf1_ecx & (1u << 29)) isa.push_back("F16C");
     for (size_t i = 0; i < isa.size(); ++i) hw.isa += (i ? " " : "") + isa[i];
     return hw;
 }

@@ -19,7 +19,7 @@ Gpt2Model::Gpt2Model(const Gpt2Weights& w, int max_tok, int max_out, int max_slo
                              int64_t(n_threads_) * max_slots, int64_t(max_out) * d};
     int64_t total = 0;
     for (int64_t s : sizes) total += (s + 15) / 16 * 16;  // keep every view 64-byte aligned
-    mem_.reset(new (std::align_val_t(64)) float[size_t(total)]);
+    mem_ = make_aligned<float>(size_t(total));
     std::memset(mem_.get(), 0, size_t(total) * 4);
     scratch_bytes_ = total * 4;
     float* p = mem_.get();

@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/aligned.h"
 #include "kv/kv_cache.h"
 #include "kv/kv_seqs.h"
 #include "model/gpt2_weights.h"
@@ -42,7 +43,7 @@ private:
     const ModelConfig& c_;
     int max_tok_, max_out_, max_slots_, n_threads_;
     int64_t scratch_bytes_ = 0;
-    std::unique_ptr<float[]> mem_;
+    AlignedArray<float> mem_;
     float* x_;       // [max_tok, n_embd] residual stream
     float* xn_;      // [max_tok, n_embd] normalized input of a sublayer
     float* qkv_;     // [max_tok, 3 * n_embd]

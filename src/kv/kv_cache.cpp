@@ -11,7 +11,7 @@ KvCache::KvCache(const KvShape& shape) : s_(shape) {
         fail("--kv-dtype {}: the KV cache stores fp32, fp16 or bf16", dtype_name(s_.dtype));
     elem_ = int64_t(dtype_size(s_.dtype));
     bytes_ = kv_cache_bytes(s_);
-    mem_.reset(new (std::align_val_t(64)) uint8_t[size_t(bytes_)]);
+    mem_ = make_aligned<uint8_t>(size_t(bytes_));
     // Touch every page now so the first decode steps do not pay page faults (and RSS shows it).
     std::memset(mem_.get(), 0, size_t(bytes_));
     base_k_ = mem_.get();

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/aligned.h"
 #include "kv/kv_layout.h"
 
 namespace kvscope {
@@ -36,7 +37,7 @@ private:
     KvShape s_;
     int64_t elem_ = 4;
     int64_t bytes_ = 0;
-    std::unique_ptr<uint8_t[]> mem_;
+    AlignedArray<uint8_t> mem_;
     uint8_t* base_k_ = nullptr;
     uint8_t* base_v_ = nullptr;
 };

@@ -13,10 +13,6 @@ namespace {
 
 std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
-// 64-byte aligned so AVX2 loads of converted weights never split cache lines.
-std::unique_ptr<uint8_t[]> alloc_aligned(size_t bytes) {
-    return std::unique_ptr<uint8_t[]>(new (std::align_val_t(64)) uint8_t[bytes]);
-}
 
 }  // namespace
 
@@ -75,7 +71,7 @@ const float* Gpt2Weights::vec(const std::string& name, int64_t n) {
     bytes_ += n * 4;
     if (t.dtype == StDType::F32 && reinterpret_cast<uintptr_t>(t.data) % 4 == 0)
         return reinterpret_cast<const float*>(t.data);
-    auto buf = alloc_aligned(size_t(n) * 4);
+    auto buf = make_aligned<uint8_t>(size_t(n) * 4);
     float* out = reinterpret_cast<float*>(buf.get());
     if (t.dtype == StDType::F32) std::memcpy(out, t.data, size_t(n) * 4);
     else if (t.dtype == StDType::F16) ops::f16_to_f32(reinterpret_cast<const uint16_t*>(t.data), out, n);
@@ -99,7 +95,7 @@ WeightView Gpt2Weights::mat(const std::string& name, int64_t rows, int64_t cols,
         return w;
     }
     // Convert through fp32 (chunked, so no full-size temporary).
-    auto buf = alloc_aligned(size_t(w.bytes()));
+    auto buf = make_aligned<uint8_t>(size_t(w.bytes()));
     constexpr int64_t kChunk = 1 << 16;
     std::vector<float> tmp(size_t(std::min(n, kChunk)));
     for (int64_t i0 = 0; i0 < n; i0 += kChunk) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/aligned.h"
+
 #include "core/dtype.h"
 #include "model/config.h"
 #include "model/safetensors.h"
@@ -62,7 +64,7 @@ private:
     std::string prefix_;
     bool tied_ = true;
     int64_t bytes_ = 0;
-    std::vector<std::unique_ptr<uint8_t[]>> owned_;
+    std::vector<AlignedArray<uint8_t>> owned_;
 };
 
 }  // namespace kvscope

@@ -44,15 +44,21 @@ Range split(int64_t n, int64_t grain, int nt, int t) {
 
 // y[r, j] += sum_kk x[r, kk] * W[kk, j] for R rows of x, K rows of W, j in [j0, j1).
 // x points at x[0, k], w at W[k, 0], y at y[0, 0]; row strides n_in, n_out, n_out.
+// prefetch, when not null, points at the rows of W the next call will read (same columns):
+// each thread's share of a row is only a few KiB, too short for the hardware prefetcher to
+// ramp up before the stream ends, so the next rows are requested while these are summed.
 template <DType D, int R, int K>
 void kn_update(const float* x, int64_t n_in, const typename WeightLoad<D>::T* w, int64_t n_out, float* y,
-               int64_t j0, int64_t j1) {
+               int64_t j0, int64_t j1, const typename WeightLoad<D>::T* prefetch) {
     using L = WeightLoad<D>;
     __m256 xb[R][K];
     for (int r = 0; r < R; r++)
         for (int kk = 0; kk < K; kk++) xb[r][kk] = _mm256_set1_ps(x[r * n_in + kk]);
     int64_t j = j0;
     for (; j + 8 <= j1; j += 8) {
+        if (prefetch)
+            for (int kk = 0; kk < K; kk++)
+                _mm_prefetch(reinterpret_cast<const char*>(prefetch + kk * n_out + j), _MM_HINT_T0);
         __m256 wv[K];
         for (int kk = 0; kk < K; kk++) wv[kk] = L::load8(w + kk * n_out + j);
         for (int r = 0; r < R; r++) {
@@ -75,10 +81,12 @@ void kn_update(const float* x, int64_t n_in, const typename WeightLoad<D>::T* w,
 // vectors + accumulators fit the 16 ymm registers).
 template <DType D, int K>
 void kn_rows(const float* x, int64_t m, int64_t n_in, const typename WeightLoad<D>::T* w, int64_t n_out,
-             float* y, int64_t j0, int64_t j1) {
+             float* y, int64_t j0, int64_t j1, const typename WeightLoad<D>::T* prefetch) {
+    // Only the first pass reads W from memory (the others hit L1), so only it prefetches.
     int64_t r = 0;
-    for (; r + 2 <= m; r += 2) kn_update<D, 2, K>(x + r * n_in, n_in, w, n_out, y + r * n_out, j0, j1);
-    if (r < m) kn_update<D, 1, K>(x + r * n_in, n_in, w, n_out, y + r * n_out, j0, j1);
+    for (; r + 2 <= m; r += 2, prefetch = nullptr)
+        kn_update<D, 2, K>(x + r * n_in, n_in, w, n_out, y + r * n_out, j0, j1, prefetch);
+    if (r < m) kn_update<D, 1, K>(x + r * n_in, n_in, w, n_out, y + r * n_out, j0, j1, prefetch);
 }
 
 template <DType D>
@@ -96,8 +104,11 @@ void gemv_kn(const float* x, int64_t m, const WeightView& wv, const float* bias,
             else std::fill(yr + jt, yr + je, 0.0f);
         }
         int64_t k = 0;
-        for (; k + 4 <= n_in; k += 4) kn_rows<D, 4>(x + k, m, n_in, w + k * n_out, n_out, y, jt, je);
-        for (; k < n_in; k++) kn_rows<D, 1>(x + k, m, n_in, w + k * n_out, n_out, y, jt, je);
+        for (; k + 4 <= n_in; k += 4) {
+            const T* next = k + 8 <= n_in ? w + (k + 4) * n_out : nullptr;
+            kn_rows<D, 4>(x + k, m, n_in, w + k * n_out, n_out, y, jt, je, next);
+        }
+        for (; k < n_in; k++) kn_rows<D, 1>(x + k, m, n_in, w + k * n_out, n_out, y, jt, je, nullptr);
     }
 }
 

@@ -170,10 +170,7 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
     return r;
 }
 
-std::vector<float> Engine::all_logits(const std::vector<int32_t>& prompt) {
-    const ModelConfig& c = w_.config();
-    if (!opt_.all_logits || opt_.n_seq != 1 || int(prompt.size()) > opt_.max_prompt || prompt.empty())
-        fail("internal: all_logits needs a batch-1 engine set up for {} tokens", prompt.size());
+void Engine::stage_single(const std::vector<int32_t>& prompt) {
     seqs_->clear_all();
     n_tok_ = 0;
     for (size_t j = 0; j < prompt.size(); j++) {
@@ -181,10 +178,17 @@ std::vector<float> Engine::all_logits(const std::vector<int32_t>& prompt) {
         seq_[j] = 0;
         slot_[j] = int(j);
         pos_[j] = int(j);
-        out_[j] = int(j);
         n_tok_++;
     }
     seqs_->append(0, n_tok_);
+}
+
+std::vector<float> Engine::all_logits(const std::vector<int32_t>& prompt) {
+    const ModelConfig& c = w_.config();
+    if (!opt_.all_logits || opt_.n_seq != 1 || int(prompt.size()) > opt_.max_prompt || prompt.empty())
+        fail("internal: all_logits needs a batch-1 engine set up for {} tokens", prompt.size());
+    stage_single(prompt);
+    for (int j = 0; j < n_tok_; j++) out_[size_t(j)] = j;
     run(n_tok_);
     return std::vector<float>(logits_.begin(), logits_.begin() + int64_t(prompt.size()) * c.n_vocab);
 }
@@ -197,16 +201,7 @@ std::vector<float> Engine::forced_logits(const std::vector<int32_t>& prompt, con
              forced.size());
     std::vector<float> out(forced.size() * size_t(c.n_vocab));
     if (forced.empty()) return out;
-    seqs_->clear_all();
-    n_tok_ = 0;
-    for (size_t j = 0; j < prompt.size(); j++) {
-        tok_[j] = prompt[j];
-        seq_[j] = 0;
-        slot_[j] = int(j);
-        pos_[j] = int(j);
-        n_tok_++;
-    }
-    seqs_->append(0, n_tok_);
+    stage_single(prompt);
     out_[0] = n_tok_ - 1;
     run(1);
     std::copy(logits_.begin(), logits_.begin() + c.n_vocab, out.begin());

@@ -62,6 +62,7 @@ public:
 
 private:
     void run(int n_out);  // forward of the tokens staged in tok_/seq_/slot_/pos_
+    void stage_single(const std::vector<int32_t>& prompt);  // sequence 0 from scratch, slots = positions
 
     const Gpt2Weights& w_;
     EngineOptions opt_;
