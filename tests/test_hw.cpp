@@ -112,6 +112,16 @@ HwInfo sample_info() {
 
 }  // namespace
 
+TEST(HwDescribe, CpuidReportsPlausibleCacheSizes) {
+    // Every AVX2 CPU describes its caches in CPUID (Intel leaf 4, AMD 0x80000005/6).
+    detail::Caches c = detail::cpuid_caches();
+    EXPECT_GE(c.l1d_bytes, 16 * 1024);
+    EXPECT_LE(c.l1d_bytes, 1 << 20);
+    EXPECT_GT(c.l2_bytes, c.l1d_bytes);
+    if (c.l3_bytes > 0) EXPECT_EQ(c.llc_total_bytes, c.l3_bytes);
+    EXPECT_NE(c.note.find("CPUID"), std::string::npos);
+}
+
 TEST(HwDescribe, StaticFieldsAreFilled) {
     HwInfo hw = describe_machine();
     EXPECT_FALSE(hw.cpu_model.empty());
@@ -128,10 +138,12 @@ TEST(HwDescribe, StaticFieldsAreFilled) {
         EXPECT_GT(hw.l2_bytes, 0);
     }
     if (!sys_reports(1, "Data") && !sys_reports(2, "Unified") && !sys_reports(3, "Unified")) {
-        EXPECT_EQ(hw.l1d_bytes, 0);
-        EXPECT_EQ(hw.l2_bytes, 0);
-        EXPECT_EQ(hw.l3_bytes, 0);
-        EXPECT_EQ(hw.cache_note, "unknown");
+        // No sysfs cache list (a VM): the sizes come from CPUID.
+        detail::Caches c = detail::cpuid_caches();
+        EXPECT_EQ(hw.l1d_bytes, c.l1d_bytes);
+        EXPECT_EQ(hw.l2_bytes, c.l2_bytes);
+        EXPECT_EQ(hw.l3_bytes, c.l3_bytes);
+        EXPECT_EQ(hw.cache_note, c.note);
     }
     std::string table = format_table(hw);
     EXPECT_NE(table.find(hw.cpu_model), std::string::npos);

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <memory>
@@ -204,13 +205,13 @@ struct BigBuffer {
     BigBuffer& operator=(const BigBuffer&) = delete;
 };
 
-// >= 8x the last-level cache, at least 256 MiB. When /sys hides the caches (VMs), 1 GiB: on
-// such a VM (2 vCPUs of an EPYC, whose CPUID claims a 508 MiB L3) 256 and 512 MiB buffers
-// read 10-25% faster than 1 and 2 GiB, which agree with each other, so part of the smaller
-// buffers was still served from a cache.
+// 3x the last-level cache, between 256 MiB and 2 GiB; 1 GiB when the size is unknown. On a
+// VM with 2 vCPUs of an EPYC whose CPUID claims a 508 MiB L3, 256 and 512 MiB buffers read
+// 10-25% faster than 1 and 2 GiB, which agree with each other: part of the smaller buffers
+// was still served from a cache.
 int64_t bandwidth_buffer_bytes(int64_t llc_total_bytes) {
     if (llc_total_bytes <= 0) return 1 * GiB;
-    return std::max<int64_t>(256 * MiB, 8 * llc_total_bytes);
+    return std::clamp<int64_t>(3 * llc_total_bytes, 256 * MiB, 2 * GiB);
 }
 
 // One timed pass: n_threads threads each read their own contiguous share with k streams.
@@ -418,6 +419,52 @@ Caches read_caches(const fs::path& sys_cpu_dir) {
     return c;
 }
 
+Caches cpuid_caches() {
+    Caches c;
+    unsigned a = 0, b = 0, cx = 0, d = 0;
+    if (!__get_cpuid(0, &a, &b, &cx, &d)) return c;
+    const unsigned max_leaf = a;
+    char vendor[13] = {};
+    std::memcpy(vendor, &b, 4);
+    std::memcpy(vendor + 4, &d, 4);
+    std::memcpy(vendor + 8, &cx, 4);
+    if (std::string_view(vendor) == "GenuineIntel" && max_leaf >= 4) {
+        for (unsigned i = 0; i < 8; i++) {
+            __cpuid_count(4, i, a, b, cx, d);
+            const unsigned type = a & 31, level = (a >> 5) & 7;
+            if (type == 0) break;
+            const int64_t size = int64_t((b >> 22) + 1) * (((b >> 12) & 1023) + 1) * ((b & 4095) + 1) * (int64_t(cx) + 1);
+            if (level == 1 && type == 1) c.l1d_bytes = size;
+            if (level == 1 && type == 2) c.l1i_bytes = size;
+            if (level == 2 && type != 2) c.l2_bytes = size;
+            if (level == 3 && type != 2) c.l3_bytes = size;
+        }
+    } else if (__get_cpuid(0x80000000, &a, &b, &cx, &d) && a >= 0x80000006) {
+        __get_cpuid(0x80000005, &a, &b, &cx, &d);
+        c.l1d_bytes = int64_t(cx >> 24) * KiB;
+        c.l1i_bytes = int64_t(d >> 24) * KiB;
+        __get_cpuid(0x80000006, &a, &b, &cx, &d);
+        c.l2_bytes = int64_t(cx >> 16) * KiB;
+        c.l3_bytes = int64_t(d >> 18) * 512 * KiB;
+    }
+    std::vector<std::string> parts;
+    if (c.l1d_bytes > 0) parts.push_back("L1d " + format_bytes(c.l1d_bytes));
+    if (c.l2_bytes > 0) parts.push_back("L2 " + format_bytes(c.l2_bytes));
+    if (c.l3_bytes > 0) parts.push_back("L3 " + format_bytes(c.l3_bytes));
+    c.llc_total_bytes = c.l3_bytes > 0 ? c.l3_bytes : c.l2_bytes;
+    if (!parts.empty()) {
+        c.note.clear();
+        for (size_t i = 0; i < parts.size(); ++i) c.note += (i ? ", " : "") + parts[i];
+        c.note += " (CPUID; no sysfs cache list)";
+    }
+    return c;
+}
+
+Caches system_caches() {
+    Caches c = read_caches("/sys/devices/system/cpu");
+    return c.llc_total_bytes > 0 ? c : cpuid_caches();
+}
+
 }  // namespace detail
 
 double HwInfo::ridge_flop_per_byte() const {
@@ -432,7 +479,7 @@ HwInfo describe_machine() {
     hw.threads = std::max(1, int(sysconf(_SC_NPROCESSORS_ONLN)));
     hw.cores = count_physical_cores(hw.threads);
 
-    detail::Caches c = detail::read_caches("/sys/devices/system/cpu");
+    detail::Caches c = detail::system_caches();
     hw.l1d_bytes = c.l1d_bytes;
     hw.l1i_bytes = c.l1i_bytes;
     hw.l2_bytes = c.l2_bytes;
@@ -477,7 +524,7 @@ HwInfo probe_hardware(int threads, bool quick) {
     // Read bandwidth. Reps are the outer loop so slow drift of the machine's bandwidth lands
     // on every stream count alike instead of favouring whichever ran first.
     {
-        int64_t bytes = quick ? 64 * MiB : bandwidth_buffer_bytes(detail::read_caches("/sys/devices/system/cpu").llc_total_bytes);
+        int64_t bytes = quick ? 64 * MiB : bandwidth_buffer_bytes(detail::system_caches().llc_total_bytes);
         if (hw.ram_bytes > 0) bytes = std::min(bytes, std::max<int64_t>(64 * MiB, hw.ram_bytes / 4));
         BigBuffer buf{size_t(bytes)};
         // First touch by the same static split of threads that reads it later (NUMA locality).

@@ -75,6 +75,10 @@ struct Caches {
     std::string note = "unknown";
 };
 Caches read_caches(const std::filesystem::path& sys_cpu_dir);  // e.g. /sys/devices/system/cpu
+// From CPUID (AMD leaves 0x80000005/6, Intel leaf 4), for machines (VMs) without sysfs caches.
+Caches cpuid_caches();
+// sysfs when it lists the caches, otherwise CPUID.
+Caches system_caches();
 int64_t parse_cache_size(std::string_view s);  // "48K" -> 49152, "32M", "1024"; -1 if malformed
 int count_cpu_list(std::string_view s);        // "0-3,8" -> 5; -1 if malformed
 }  // namespace detail
