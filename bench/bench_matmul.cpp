@@ -34,6 +34,7 @@
 #include "ops/gemm.h"
 #include "ops/gemv.h"
 #include "ops/matmul.h"
+#include "ops/pack.h"
 
 namespace kvscope {
 namespace {
@@ -75,7 +76,9 @@ struct ColdWeights {
             uint8_t* p = copies.back().data();
             p += (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64;
             auto* p16 = reinterpret_cast<uint16_t*>(p);
-            if (dtype == DType::F32) std::memcpy(p, f.data(), size_t(bytes));
+            if (s.layout == Layout::Packed)
+                ops::pack_weight({f.data(), DType::F32, Layout::KN, s.n_in, s.n_out}, dtype, p);
+            else if (dtype == DType::F32) std::memcpy(p, f.data(), size_t(bytes));
             else if (dtype == DType::BF16) ops::f32_to_bf16(f.data(), p16, int64_t(f.size()));
             else ops::f32_to_f16(f.data(), p16, int64_t(f.size()));
             w.data = p;
@@ -225,7 +228,7 @@ void bm_read_bandwidth(benchmark::State& state, int streams, int64_t bytes) {
 }
 
 std::string shape_name(const Shape& s) {
-    return std::string(s.name) + "_" + (s.layout == Layout::KN ? "KN" : "NK") + "_" + std::to_string(s.n_in) + "x" +
+    return std::string(s.name) + "_" + (s.layout == Layout::KN ? "KN" : s.layout == Layout::NK ? "NK" : "Packed") + "_" + std::to_string(s.n_in) + "x" +
            std::to_string(s.n_out);
 }
 
@@ -253,9 +256,15 @@ const int kRegistered = [] {
         add("read_bandwidth/streams:4/MiB:" + std::to_string(mib), kMillisecond, bm_read_bandwidth, 4, mib << 20);
 
     const DType dtypes[] = {DType::F32, DType::BF16, DType::F16};
-    for (const Shape& s : kShapes)
-        for (DType dt : dtypes)
-            for (int64_t m : {1, 8}) add(path("gemv", dt, s, m), kMicrosecond, bm_matmul, Kernel::Gemv, s, dt, m);
+    // Each decode shape in the layout the model uses (Packed) and in its checkpoint's layout.
+    for (const Shape& c : kShapes)
+        for (Layout l : {Layout::Packed, c.layout})
+            for (DType dt : dtypes)
+                for (int64_t m : {1, 8}) {
+                    Shape s = c;
+                    s.layout = l;
+                    add(path("gemv", dt, s, m), kMicrosecond, bm_matmul, Kernel::Gemv, s, dt, m);
+                }
     for (const Shape& s : kShapes)
         for (int64_t m : {1, 8})
             add(path("openblas", DType::F32, s, m), kMicrosecond, bm_matmul, Kernel::OpenBlas, s, DType::F32, m);

@@ -118,7 +118,9 @@ TEST(HwDescribe, CpuidReportsPlausibleCacheSizes) {
     EXPECT_GE(c.l1d_bytes, 16 * 1024);
     EXPECT_LE(c.l1d_bytes, 1 << 20);
     EXPECT_GT(c.l2_bytes, c.l1d_bytes);
-    if (c.l3_bytes > 0) EXPECT_EQ(c.llc_total_bytes, c.l3_bytes);
+    if (c.l3_bytes > 0) {
+        EXPECT_EQ(c.llc_total_bytes, c.l3_bytes);
+    }
     EXPECT_NE(c.note.find("CPUID"), std::string::npos);
 }
 

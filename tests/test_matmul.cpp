@@ -16,6 +16,7 @@
 #include "ops/gemm.h"
 #include "ops/gemv.h"
 #include "ops/matmul.h"
+#include "ops/pack.h"
 #include "ops/tolerances.h"
 
 namespace kvscope {
@@ -25,6 +26,7 @@ namespace {
 struct TestWeight {
     std::vector<float> f32;
     std::vector<uint16_t> u16;
+    std::vector<uint8_t> packed;  // Layout::Packed: the KN matrix repacked by ops::pack_weight
     WeightView view;
 };
 
@@ -43,9 +45,14 @@ TestWeight make_weight(DType dtype, Layout layout, int64_t n_in, int64_t n_out, 
     }
     w.view.data = dtype == DType::F32 ? static_cast<const void*>(w.f32.data()) : w.u16.data();
     w.view.dtype = dtype;
-    w.view.layout = layout;
+    w.view.layout = layout == Layout::Packed ? Layout::KN : layout;
     w.view.n_in = n_in;
     w.view.n_out = n_out;
+    if (layout == Layout::Packed) {
+        WeightView pv{nullptr, dtype, Layout::Packed, n_in, n_out};
+        w.packed.resize(size_t(pv.bytes()) + 1);
+        w.view = ops::pack_weight(w.view, dtype, w.packed.data());
+    }
     return w;
 }
 
@@ -56,6 +63,8 @@ std::vector<float> random_vec(int64_t n, uint32_t seed, float lo = -1.0f, float 
     for (float& f : v) f = dist(rng);
     return v;
 }
+
+const char* layout_name(Layout l) { return l == Layout::KN ? "KN" : l == Layout::NK ? "NK" : "Packed"; }
 
 enum class Path { Gemv, Gemm, Dispatch };
 const char* path_name(Path p) { return p == Path::Gemv ? "gemv" : p == Path::Gemm ? "gemm" : "matmul"; }
@@ -95,9 +104,9 @@ void check(Path p, DType dtype, Layout layout, int64_t m, int64_t n_in, int64_t 
     const char* what = path_name(p);
     if (verbose || bad)
         std::printf("  %-6s %-4s %s m=%-4lld %5lldx%-6lld bias=%d  max|diff|=%.3g\n", what, dtype_name(dtype),
-                    layout == Layout::KN ? "KN" : "NK", (long long)m, (long long)n_in, (long long)n_out, with_bias,
+                    layout_name(layout), (long long)m, (long long)n_in, (long long)n_out, with_bias,
                     max_diff);
-    EXPECT_EQ(bad, 0) << what << " " << dtype_name(dtype) << (layout == Layout::KN ? " KN" : " NK") << " m=" << m
+    EXPECT_EQ(bad, 0) << what << " " << dtype_name(dtype) << " " << layout_name(layout) << " m=" << m
                       << " " << n_in << "x" << n_out << ": first bad index " << first_bad << " got "
                       << (first_bad >= 0 ? y[size_t(first_bad)] : 0.0f) << " want "
                       << (first_bad >= 0 ? r[size_t(first_bad)] : 0.0f);
@@ -105,7 +114,7 @@ void check(Path p, DType dtype, Layout layout, int64_t m, int64_t n_in, int64_t 
 }
 
 const DType kDTypes[] = {DType::F32, DType::BF16, DType::F16};
-const Layout kLayouts[] = {Layout::KN, Layout::NK};
+const Layout kLayouts[] = {Layout::KN, Layout::NK, Layout::Packed};
 const int64_t kRows[] = {1, 2, 3, 4, 5, 8, 16, 17, 64, 130};
 
 struct Shape {
@@ -135,10 +144,52 @@ TEST(MatmulTest, ModelShapes) {
 }
 
 TEST(MatmulTest, LmHead) {
-    for (DType dt : kDTypes) {
-        for (int64_t m : {1, 5}) check(Path::Gemv, dt, Layout::NK, m, kLmHead.n_in, kLmHead.n_out, false, true);
-        check(Path::Gemm, dt, Layout::NK, 17, kLmHead.n_in, kLmHead.n_out, false, true);
-    }
+    for (DType dt : kDTypes)
+        for (Layout l : {Layout::NK, Layout::Packed}) {
+            for (int64_t m : {1, 5}) check(Path::Gemv, dt, l, m, kLmHead.n_in, kLmHead.n_out, false, true);
+            check(Path::Gemm, dt, l, 17, kLmHead.n_in, kLmHead.n_out, false, true);
+        }
+}
+
+// Packing is a pure rearrangement (plus a rounding when the dtype narrows): the same matrix
+// packed from its KN and its NK form gives the same bytes, every element lands where
+// WeightView::index says, the padding is zero, and weight_column reads an output back.
+TEST(MatmulTest, PackingRearrangesExactly) {
+    for (DType dt : kDTypes)
+        for (const Shape& s : {Shape{7, 33}, Shape{16, 16}, Shape{5, 1}, Shape{40, 50}}) {
+            std::mt19937 rng(uint32_t(s.n_in * 100 + s.n_out));
+            std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+            std::vector<float> kn(size_t(s.n_in * s.n_out)), nk(kn.size());
+            for (int64_t k = 0; k < s.n_in; k++)
+                for (int64_t o = 0; o < s.n_out; o++) nk[size_t(o * s.n_in + k)] = kn[size_t(k * s.n_out + o)] = dist(rng);
+            WeightView pv{nullptr, dt, Layout::Packed, s.n_in, s.n_out};
+            std::vector<uint8_t> a(size_t(pv.bytes()), 0xAB), b(a.size(), 0xCD);
+            WeightView pa = ops::pack_weight({kn.data(), DType::F32, Layout::KN, s.n_in, s.n_out}, dt, a.data());
+            ops::pack_weight({nk.data(), DType::F32, Layout::NK, s.n_in, s.n_out}, dt, b.data());
+            EXPECT_EQ(a, b) << dtype_name(dt) << " " << s.n_in << "x" << s.n_out;
+            EXPECT_EQ(pa.elements(), s.n_in * packed_panels(s.n_out) * kPanel);
+            auto stored = [&](int64_t i) {
+                if (dt == DType::F32) return reinterpret_cast<const float*>(a.data())[i];
+                const uint16_t h = reinterpret_cast<const uint16_t*>(a.data())[i];
+                return dt == DType::BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+            };
+            auto rounded = [&](float v) {
+                return dt == DType::F32 ? v : dt == DType::BF16 ? bf16_to_f32(f32_to_bf16(v)) : f16_to_f32(f32_to_f16(v));
+            };
+            std::vector<bool> used(size_t(pa.elements()), false);
+            for (int64_t k = 0; k < s.n_in; k++)
+                for (int64_t o = 0; o < s.n_out; o++) {
+                    ASSERT_EQ(stored(pa.index(k, o)), rounded(kn[size_t(k * s.n_out + o)]));
+                    used[size_t(pa.index(k, o))] = true;
+                }
+            for (int64_t i = 0; i < pa.elements(); i++)
+                if (!used[size_t(i)]) EXPECT_EQ(stored(i), 0.0f) << "padding at " << i;
+            std::vector<float> col(size_t(s.n_in));
+            for (int64_t o = 0; o < s.n_out; o++) {
+                ops::weight_column(pa, o, col.data());
+                for (int64_t k = 0; k < s.n_in; k++) ASSERT_EQ(col[size_t(k)], rounded(kn[size_t(k * s.n_out + o)]));
+            }
+        }
 }
 
 TEST(MatmulTest, DispatchAroundThreshold) {

@@ -6,7 +6,10 @@
 #include <cstring>
 
 #include "ops/attention.h"
+#include "ops/gemm.h"
+#include "ops/gemv.h"
 #include "ops/norm.h"
+#include "ops/pack.h"
 #include "ops/simd.h"
 
 namespace kvscope {
@@ -21,6 +24,11 @@ Gpt2Model::Gpt2Model(const Gpt2Weights& w, int max_tok, int max_out, int max_slo
     for (int64_t s : sizes) total += (s + 15) / 16 * 16;  // keep every view 64-byte aligned
     mem_ = make_aligned<float>(size_t(total));
     std::memset(mem_.get(), 0, size_t(total) * 4);
+    // The prefill GEMM's panel buffer, sized now rather than on the first long step.
+    for (const Gpt2Layer& L : w.layers)
+        for (const WeightView* m : {&L.attn_qkv, &L.attn_proj, &L.fc, &L.proj})
+            if (max_tok > ops::gemv_max_rows(m->dtype)) ops::gemm_reserve(*m);
+    if (max_out > ops::gemv_max_rows(w.lm_head.dtype)) ops::gemm_reserve(w.lm_head);
     scratch_bytes_ = total * 4;
     float* p = mem_.get();
     float** views[] = {&x_, &xn_, &qkv_, &att_, &tmp_, &h_, &scores_, &xo_};
@@ -30,24 +38,10 @@ Gpt2Model::Gpt2Model(const Gpt2Weights& w, int max_tok, int max_out, int max_slo
     }
 }
 
+// x = wte[tok] + wpe[pos]: the token's embedding is its output column of the (packed) head.
 static void embed_row(const WeightView& wte, int32_t tok, const float* wpe_row, int64_t d, float* out) {
-    switch (wte.dtype) {
-        case DType::F32: {
-            const float* e = static_cast<const float*>(wte.data) + int64_t(tok) * d;
-            for (int64_t i = 0; i < d; i++) out[i] = e[i] + wpe_row[i];
-            break;
-        }
-        case DType::F16: {
-            const uint16_t* e = static_cast<const uint16_t*>(wte.data) + int64_t(tok) * d;
-            for (int64_t i = 0; i < d; i++) out[i] = f16_to_f32(e[i]) + wpe_row[i];
-            break;
-        }
-        default: {
-            const uint16_t* e = static_cast<const uint16_t*>(wte.data) + int64_t(tok) * d;
-            for (int64_t i = 0; i < d; i++) out[i] = bf16_to_f32(e[i]) + wpe_row[i];
-            break;
-        }
-    }
+    ops::weight_column(wte, tok, out);
+    for (int64_t i = 0; i < d; i++) out[i] += wpe_row[i];
 }
 
 void Gpt2Model::forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, float* logits) {

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "ops/convert.h"
+#include "ops/pack.h"
 
 namespace kvscope {
 
@@ -82,37 +83,20 @@ const float* Gpt2Weights::vec(const std::string& name, int64_t n) {
 
 WeightView Gpt2Weights::mat(const std::string& name, int64_t rows, int64_t cols, Layout layout) {
     const StTensor& t = need(name, {rows, cols});
-    WeightView w;
-    w.dtype = dtype_;
-    w.layout = layout;
-    w.n_in = layout == Layout::KN ? rows : cols;
-    w.n_out = layout == Layout::KN ? cols : rows;
-    const int64_t n = rows * cols;
-    bytes_ += w.bytes();
-    StDType want = dtype_ == DType::F32 ? StDType::F32 : dtype_ == DType::F16 ? StDType::F16 : StDType::BF16;
-    if (t.dtype == want && reinterpret_cast<uintptr_t>(t.data) % 4 == 0) {
-        w.data = t.data;  // zero copy: the view points into the mmapped file
-        return w;
-    }
-    // Convert through fp32 (chunked, so no full-size temporary).
+    // The checkpoint's matrix as it is in the file (KN for Conv1D, NK for embeddings)...
+    WeightView src;
+    src.data = t.data;
+    src.dtype = t.dtype == StDType::F32 ? DType::F32 : t.dtype == StDType::F16 ? DType::F16 : DType::BF16;
+    src.layout = layout;
+    src.n_in = layout == Layout::KN ? rows : cols;
+    src.n_out = layout == Layout::KN ? cols : rows;
+    // ...repacked once into the decode kernels' layout, in the compute dtype.
+    WeightView w{nullptr, dtype_, Layout::Packed, src.n_in, src.n_out};
     auto buf = make_aligned<uint8_t>(size_t(w.bytes()));
-    constexpr int64_t kChunk = 1 << 16;
-    std::vector<float> tmp(size_t(std::min(n, kChunk)));
-    for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
-        int64_t c = std::min(kChunk, n - i0);
-        const uint8_t* src = t.data + i0 * st_dtype_size(t.dtype);
-        if (t.dtype == StDType::F32) std::memcpy(tmp.data(), src, size_t(c) * 4);
-        else if (t.dtype == StDType::F16) ops::f16_to_f32(reinterpret_cast<const uint16_t*>(src), tmp.data(), c);
-        else ops::bf16_to_f32(reinterpret_cast<const uint16_t*>(src), tmp.data(), c);
-        uint8_t* dst = buf.get() + i0 * int64_t(dtype_size(dtype_));
-        if (dtype_ == DType::F32) std::memcpy(dst, tmp.data(), size_t(c) * 4);
-        else if (dtype_ == DType::F16) ops::f32_to_f16(tmp.data(), reinterpret_cast<uint16_t*>(dst), c);
-        else ops::f32_to_bf16(tmp.data(), reinterpret_cast<uint16_t*>(dst), c);
-        file_.release(src, uint64_t(c) * uint64_t(st_dtype_size(t.dtype)));  // peak RSS: one copy, not two
-    }
-    w.data = buf.get();
+    w = ops::pack_weight(src, dtype_, buf.get());
+    bytes_ += w.bytes();
     owned_.push_back(std::move(buf));
-    file_.release(t);
+    file_.release(t);  // the file's pages are not needed any more: one copy in memory, not two
     return w;
 }
 

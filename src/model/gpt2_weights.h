@@ -1,6 +1,7 @@
 // GPT-2 weights as the forward pass sees them: matrices as WeightViews (in the storage dtype
-// chosen at load), vectors (biases, LayerNorm, positions) always fp32. Views point into the
-// mmapped checkpoint when no conversion is needed, otherwise into buffers owned here.
+// chosen at load, repacked to Layout::Packed for the decode kernels), vectors (biases,
+// LayerNorm, positions) always fp32, pointing into the mmapped checkpoint when it stores them
+// as fp32. Matrices live in buffers owned here; their pages of the file are released.
 #pragma once
 
 #include <filesystem>
@@ -20,15 +21,15 @@ namespace kvscope {
 struct Gpt2Layer {
     const float* ln1_w;    // [n_embd]
     const float* ln1_b;    // [n_embd]
-    WeightView attn_qkv;   // KN [n_embd, 3*n_embd]
+    WeightView attn_qkv;   // [n_embd -> 3*n_embd] (all matrices Packed, see ops/matmul.h)
     const float* attn_qkv_b;  // [3*n_embd]
-    WeightView attn_proj;  // KN [n_embd, n_embd]
+    WeightView attn_proj;  // [n_embd -> n_embd]
     const float* attn_proj_b;
     const float* ln2_w;
     const float* ln2_b;
-    WeightView fc;         // KN [n_embd, n_ff]
+    WeightView fc;         // [n_embd -> n_ff]
     const float* fc_b;     // [n_ff]
-    WeightView proj;       // KN [n_ff, n_embd]
+    WeightView proj;       // [n_ff -> n_embd]
     const float* proj_b;   // [n_embd]
 };
 
@@ -37,12 +38,12 @@ public:
     // Loads and checks every tensor of `file` against `cfg`; matrices are stored as `dtype`.
     Gpt2Weights(SafetensorsFile file, const ModelConfig& cfg, DType dtype);
 
-    WeightView wte;        // NK [n_vocab, n_embd]: token embedding, also the tied LM head
+    WeightView wte;        // [n_embd -> n_vocab]: token embedding (a column per token), also the tied LM head
     const float* wpe;      // [n_ctx, n_embd]
     std::vector<Gpt2Layer> layers;
     const float* lnf_w;
     const float* lnf_b;
-    WeightView lm_head;    // NK [n_vocab, n_embd]; == wte when tied
+    WeightView lm_head;    // [n_embd -> n_vocab]; == wte when tied
 
     DType dtype() const { return dtype_; }
     bool tied() const { return tied_; }

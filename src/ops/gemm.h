@@ -17,5 +17,8 @@ void gemm(const float* x, int64_t m, const WeightView& w, const float* bias, flo
 // cache between its conversion and sgemm's packing of it.
 inline constexpr int64_t kGemmPanelFloats = int64_t(1) << 20;
 int64_t gemm_panel_cols(const WeightView& w);
+// Sizes the calling thread's panel buffer for gemm() on w now, so that a later first gemm()
+// in a decode loop (the no-cache path) does not allocate.
+void gemm_reserve(const WeightView& w);
 
 }  // namespace kvscope::ops

@@ -8,6 +8,10 @@
 //   rows of W at a time (4 concurrent streams) across its columns, adding x[r, k..k+3] *
 //   W[k..k+3, j] into y[r, j]. y itself is the accumulator: the column range is cut into
 //   tiles small enough that y's m rows of the tile stay in L1 while all of k is swept.
+// Packed ([panels][n_in][16], the layout the model uses): each thread owns a run of panels,
+//   one contiguous block of memory read front to back; per panel, 1 to 6 rows of x are
+//   multiplied at once with 16 columns in two ymm accumulators per row (and several
+//   accumulator pairs over k when there are few rows, to cover the FMA latency).
 // NK ([n_out, n_in], y = x @ W^T): each thread owns a range of output rows and computes 4
 //   dot products at once (4 streams), for up to 3 rows of x per pass so that the 4 weight
 //   rows are converted from memory once and re-read from L1 for the next rows of x.
@@ -112,6 +116,79 @@ void gemv_kn(const float* x, int64_t m, const WeightView& wv, const float* bias,
     }
 }
 
+// ---- Packed -------------------------------------------------------------------------------
+
+// out[r][0..16) = sum_k x[r, k] * P[k, 0..16) for R rows of x over one panel P ([n_in][16]).
+// U independent accumulator pairs per row cover the FMA latency when R is small; at most 12
+// accumulators + 2 weight vectors + 1 broadcast fit the 16 ymm registers.
+template <DType D, int R, int U>
+void panel_pass(const float* x, int64_t n_in, const typename WeightLoad<D>::T* p, float* out) {
+    using L = WeightLoad<D>;
+    __m256 a[R][U][2];
+    for (int r = 0; r < R; r++)
+        for (int u = 0; u < U; u++) a[r][u][0] = a[r][u][1] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + U <= n_in; k += U)
+        for (int u = 0; u < U; u++) {
+            const __m256 w0 = L::load8(p + (k + u) * kPanel), w1 = L::load8(p + (k + u) * kPanel + 8);
+            for (int r = 0; r < R; r++) {
+                const __m256 xb = _mm256_broadcast_ss(x + r * n_in + k + u);
+                a[r][u][0] = _mm256_fmadd_ps(xb, w0, a[r][u][0]);
+                a[r][u][1] = _mm256_fmadd_ps(xb, w1, a[r][u][1]);
+            }
+        }
+    for (; k < n_in; k++) {
+        const __m256 w0 = L::load8(p + k * kPanel), w1 = L::load8(p + k * kPanel + 8);
+        for (int r = 0; r < R; r++) {
+            const __m256 xb = _mm256_broadcast_ss(x + r * n_in + k);
+            a[r][0][0] = _mm256_fmadd_ps(xb, w0, a[r][0][0]);
+            a[r][0][1] = _mm256_fmadd_ps(xb, w1, a[r][0][1]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        for (int u = 1; u < U; u++) {
+            a[r][0][0] = _mm256_add_ps(a[r][0][0], a[r][u][0]);
+            a[r][0][1] = _mm256_add_ps(a[r][0][1], a[r][u][1]);
+        }
+        _mm256_storeu_ps(out + r * kPanel, a[r][0][0]);
+        _mm256_storeu_ps(out + r * kPanel + 8, a[r][0][1]);
+    }
+}
+
+// Panels [p0, p1) against all m rows of x: for each panel, passes of up to 6 rows (the first
+// pass streams the panel from memory, the others find it in L1/L2).
+template <DType D>
+void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y, int64_t p0,
+                 int64_t p1) {
+    using T = typename WeightLoad<D>::T;
+    const T* w = static_cast<const T*>(wv.data);
+    const int64_t n_in = wv.n_in, n_out = wv.n_out;
+    alignas(32) float out[6 * kPanel];
+    for (int64_t p = p0; p < p1; p++) {
+        const T* panel = w + p * n_in * kPanel;
+        const int64_t o0 = p * kPanel, cols = std::min(kPanel, n_out - o0);
+        for (int64_t r = 0; r < m;) {
+            const int64_t left = m - r;
+            // 8 rows go as 4 + 4 and 5 as 3 + 2 rather than 6 + 2 and 4 + 1: same pass count,
+            // better balanced.
+            const int R = left >= 6 && left != 8 ? 6 : left >= 4 && left != 5 ? 4 : int(std::min<int64_t>(left, 3));
+            const float* xr = x + r * n_in;
+            switch (R) {
+                case 6: panel_pass<D, 6, 1>(xr, n_in, panel, out); break;
+                case 4: panel_pass<D, 4, 1>(xr, n_in, panel, out); break;
+                case 3: panel_pass<D, 3, 2>(xr, n_in, panel, out); break;
+                case 2: panel_pass<D, 2, 2>(xr, n_in, panel, out); break;
+                default: panel_pass<D, 1, 4>(xr, n_in, panel, out); break;
+            }
+            for (int rr = 0; rr < R; rr++) {
+                float* yr = y + (r + rr) * n_out + o0;
+                for (int64_t j = 0; j < cols; j++) yr[j] = out[rr * kPanel + j] + (bias ? bias[o0 + j] : 0.0f);
+            }
+            r += R;
+        }
+    }
+}
+
 // ---- NK ----------------------------------------------------------------------------------
 
 // y[r, o] = bias[o] + dot(x[r, :], W[o, :]) for R rows of x and NO rows of W.
@@ -187,7 +264,11 @@ void gemv_typed(const float* x, int64_t m, const WeightView& w, const float* bia
 #pragma omp parallel if (parallel)
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        if (w.layout == Layout::KN) {
+        if (w.layout == Layout::Packed) {
+            // Whole panels per thread: each thread reads one contiguous block.
+            const Range pr = split(packed_panels(w.n_out), 1, nt, t);
+            if (pr.begin < pr.end) gemv_packed<D>(x, m, w, bias, y, pr.begin, pr.end);
+        } else if (w.layout == Layout::KN) {
             // 16 columns: a cache line of fp32, so neighbouring threads never share one of y.
             const Range c = split(w.n_out, 16, nt, t);
             if (c.begin < c.end) gemv_kn<D>(x, m, w, bias, y, c.begin, c.end);

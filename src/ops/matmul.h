@@ -1,6 +1,6 @@
 // Matrix products against model weights: the only place the forward pass spends most of
-// its time. Activations are fp32 row-major; weights keep the layout of their checkpoint
-// (no copy for fp32) in fp32, fp16 or bf16; accumulation is fp32.
+// its time. Activations are fp32 row-major; weights are fp32, fp16 or bf16 in one of three
+// layouts (the model repacks every matrix to Packed at load); accumulation is fp32.
 #pragma once
 
 #include <cstdint>
@@ -11,7 +11,14 @@ namespace kvscope {
 
 // KN: [n_in, n_out] row-major, GPT-2's Conv1D layout (y = x @ W).
 // NK: [n_out, n_in] row-major, nn.Linear / embedding layout (y = x @ W^T): the tied LM head.
-enum class Layout : uint8_t { KN, NK };
+// Packed: panels of kPanel output columns, [ceil(n_out / kPanel)][n_in][kPanel], the last
+//   panel zero-padded. A thread that owns a run of panels reads one contiguous block from
+//   start to end, the access pattern memory streams best (docs/KERNELS.md).
+enum class Layout : uint8_t { KN, NK, Packed };
+
+inline constexpr int64_t kPanel = 16;
+
+inline int64_t packed_panels(int64_t n_out) { return (n_out + kPanel - 1) / kPanel; }
 
 struct WeightView {
     const void* data = nullptr;
@@ -19,7 +26,17 @@ struct WeightView {
     Layout layout = Layout::KN;
     int64_t n_in = 0;
     int64_t n_out = 0;
-    int64_t bytes() const { return int64_t(double(n_in) * n_out * dtype_size(dtype)); }
+    // Elements stored (Packed includes its padding).
+    int64_t elements() const { return n_in * (layout == Layout::Packed ? packed_panels(n_out) * kPanel : n_out); }
+    int64_t bytes() const { return elements() * int64_t(dtype_size(dtype)); }
+    // Storage index of W[k, o] (input k, output o).
+    int64_t index(int64_t k, int64_t o) const {
+        switch (layout) {
+            case Layout::KN: return k * n_out + o;
+            case Layout::NK: return o * n_in + k;
+            default: return (o / kPanel * n_in + k) * kPanel + o % kPanel;
+        }
+    }
 };
 
 namespace ops {

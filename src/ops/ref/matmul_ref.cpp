@@ -18,8 +18,7 @@ void matmul(const float* x, int64_t m, const WeightView& w, const float* bias, f
         for (int64_t o = 0; o < w.n_out; o++) {
             double acc = bias ? bias[o] : 0.0;
             for (int64_t i = 0; i < w.n_in; i++) {
-                int64_t idx = w.layout == Layout::KN ? i * w.n_out + o : o * w.n_in + i;
-                acc += double(x[r * w.n_in + i]) * load(w, idx);
+                acc += double(x[r * w.n_in + i]) * load(w, w.index(i, o));
             }
             y[r * w.n_out + o] = float(acc);
         }

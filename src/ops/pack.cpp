@@ -1,0 +1,60 @@
+#include "ops/pack.h"
+
+#include <cstring>
+
+#include "core/dtype.h"
+#include "core/error.h"
+
+namespace kvscope::ops {
+namespace {
+
+float load(const void* data, DType dt, int64_t i) {
+    switch (dt) {
+        case DType::F32: return static_cast<const float*>(data)[i];
+        case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(data)[i]);
+        default: return bf16_to_f32(static_cast<const uint16_t*>(data)[i]);
+    }
+}
+
+void store(void* data, DType dt, int64_t i, float v) {
+    switch (dt) {
+        case DType::F32: static_cast<float*>(data)[i] = v; break;
+        case DType::F16: static_cast<uint16_t*>(data)[i] = f32_to_f16(v); break;
+        default: static_cast<uint16_t*>(data)[i] = f32_to_bf16(v); break;
+    }
+}
+
+bool supported(DType dt) { return dt == DType::F32 || dt == DType::F16 || dt == DType::BF16; }
+
+}  // namespace
+
+WeightView pack_weight(const WeightView& src, DType dtype, void* dst) {
+    if (!supported(src.dtype) || !supported(dtype))
+        fail("pack_weight: dtypes {} -> {} not supported (fp32, fp16, bf16)", dtype_name(src.dtype), dtype_name(dtype));
+    if (src.layout == Layout::Packed) fail("pack_weight: the source is already packed");
+    WeightView out{dst, dtype, Layout::Packed, src.n_in, src.n_out};
+    const int64_t panels = packed_panels(src.n_out), n_in = src.n_in, n_out = src.n_out;
+    // Each panel is written in storage order; KN sources read 16 contiguous values per k,
+    // NK sources read 16 rows side by side (16 sequential streams).
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < panels; p++) {
+        for (int64_t k = 0; k < n_in; k++) {
+            const int64_t base = (p * n_in + k) * kPanel;
+            for (int64_t j = 0; j < kPanel; j++) {
+                const int64_t o = p * kPanel + j;
+                store(dst, dtype, base + j, o < n_out ? load(src.data, src.dtype, src.index(k, o)) : 0.0f);
+            }
+        }
+    }
+    return out;
+}
+
+void weight_column(const WeightView& w, int64_t o, float* out) {
+    if (w.layout == Layout::NK && w.dtype == DType::F32) {
+        std::memcpy(out, static_cast<const float*>(w.data) + o * w.n_in, size_t(w.n_in) * 4);
+        return;
+    }
+    for (int64_t k = 0; k < w.n_in; k++) out[k] = load(w.data, w.dtype, w.index(k, o));
+}
+
+}  // namespace kvscope::ops
