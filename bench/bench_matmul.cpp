@@ -273,9 +273,10 @@ const int kRegistered = [] {
             add(path("gemm", dt, s, 512), kMillisecond, bm_matmul, Kernel::Gemm, s, dt, int64_t(512));
 
     // Crossover between the two paths (sets ops::gemv_max_rows): both kernels, m = 8..48.
-    for (const Shape& s : {kShapes[0], kShapes[3]})
+    for (Shape s : {kShapes[0], kShapes[3]})
         for (DType dt : dtypes)
-            for (int64_t m : {8, 12, 16, 20, 24, 32, 48}) {
+            for (int64_t m : {8, 16, 24, 32, 48, 64, 96, 128, 256, 512}) {
+                s.layout = Layout::Packed;
                 add(path("crossover/gemv", dt, s, m), kMicrosecond, bm_matmul, Kernel::Gemv, s, dt, m);
                 add(path("crossover/gemm", dt, s, m), kMicrosecond, bm_matmul, Kernel::Gemm, s, dt, m);
             }

@@ -6,8 +6,6 @@
 #include <cstring>
 
 #include "ops/attention.h"
-#include "ops/gemm.h"
-#include "ops/gemv.h"
 #include "ops/norm.h"
 #include "ops/pack.h"
 #include "ops/simd.h"
@@ -24,11 +22,6 @@ Gpt2Model::Gpt2Model(const Gpt2Weights& w, int max_tok, int max_out, int max_slo
     for (int64_t s : sizes) total += (s + 15) / 16 * 16;  // keep every view 64-byte aligned
     mem_ = make_aligned<float>(size_t(total));
     std::memset(mem_.get(), 0, size_t(total) * 4);
-    // The prefill GEMM's panel buffer, sized now rather than on the first long step.
-    for (const Gpt2Layer& L : w.layers)
-        for (const WeightView* m : {&L.attn_qkv, &L.attn_proj, &L.fc, &L.proj})
-            if (max_tok > ops::gemv_max_rows(m->dtype)) ops::gemm_reserve(*m);
-    if (max_out > ops::gemv_max_rows(w.lm_head.dtype)) ops::gemm_reserve(w.lm_head);
     scratch_bytes_ = total * 4;
     float* p = mem_.get();
     float** views[] = {&x_, &xn_, &qkv_, &att_, &tmp_, &h_, &scores_, &xo_};

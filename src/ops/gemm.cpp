@@ -84,13 +84,6 @@ std::vector<float>& panel_scratch() {
 
 }  // namespace
 
-void gemm_reserve(const WeightView& w) {
-    if (w.dtype == DType::F32 && w.layout != Layout::Packed) return;
-    std::vector<float>& panel = panel_scratch();
-    const int64_t need = gemm_panel_cols(w) * w.n_in;
-    if (int64_t(panel.size()) < need) panel.resize(size_t(need));
-}
-
 int64_t gemm_panel_cols(const WeightView& w) {
     const int64_t cols = std::max<int64_t>(64, kGemmPanelFloats / std::max<int64_t>(1, w.n_in) / 64 * 64);
     return std::min(cols, w.n_out);

@@ -1,6 +1,6 @@
-// Prefill-path matrix products (internal to ops): m is large (a prompt's tokens), the
-// product is compute-bound, and OpenBLAS's sgemm runs near the FMA peak. Same contract as
-// ops::matmul. bf16/fp16 weights are widened to fp32 one panel at a time into a scratch
+// OpenBLAS sgemm path (internal to ops) for large m on KN/NK views, and the baseline the
+// packed kernel is benchmarked against; Packed views are accepted too (unpacked per panel).
+// Same contract as ops::matmul. bf16/fp16 weights are widened to fp32 one panel at a time into a scratch
 // buffer owned by the calling thread (allocated on its first such call, then reused).
 #pragma once
 
@@ -17,8 +17,5 @@ void gemm(const float* x, int64_t m, const WeightView& w, const float* bias, flo
 // cache between its conversion and sgemm's packing of it.
 inline constexpr int64_t kGemmPanelFloats = int64_t(1) << 20;
 int64_t gemm_panel_cols(const WeightView& w);
-// Sizes the calling thread's panel buffer for gemm() on w now, so that a later first gemm()
-// in a decode loop (the no-cache path) does not allocate.
-void gemm_reserve(const WeightView& w);
 
 }  // namespace kvscope::ops

@@ -1,6 +1,9 @@
-// ops::matmul picks the kernel by the number of activation rows: the decode GEMV
-// (gemv_avx2.cpp, bandwidth-bound, owns the weight stream) for small m, OpenBLAS sgemm
-// (gemm.cpp, compute-bound) for prefill. The crossover was measured: see docs/KERNELS.md.
+// ops::matmul picks the kernel. Packed weights (what the model uses) always go to the packed
+// kernel of gemv_avx2.cpp: a 6x16 register-blocked product over contiguous panels that
+// streams the weights at m = 1 and measured ~205 GFLOP/s (93% of the FMA peak) at m = 256
+// and 512, ahead of unpacking + OpenBLAS sgemm (150-178 GFLOP/s) at every m from 8 to 512
+// (bench/bench_matmul.cpp crossover/*, docs/KERNELS.md). Unpacked KN/NK views use the
+// decode GEMV for small m and OpenBLAS sgemm (gemm.cpp) above gemv_max_rows.
 #include "ops/matmul.h"
 
 #include "core/error.h"
@@ -21,7 +24,7 @@ int64_t gemv_max_rows(DType dtype) {
 void matmul(const float* x, int64_t m, const WeightView& w, const float* bias, float* y) {
     if (w.dtype != DType::F32 && w.dtype != DType::F16 && w.dtype != DType::BF16)
         fail("matmul: weight dtype {} is not supported (expected fp32, fp16 or bf16)", dtype_name(w.dtype));
-    if (m <= gemv_max_rows(w.dtype)) gemv(x, m, w, bias, y);
+    if (w.layout == Layout::Packed || m <= gemv_max_rows(w.dtype)) gemv(x, m, w, bias, y);
     else gemm(x, m, w, bias, y);
 }
 
