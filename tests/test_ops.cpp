@@ -57,8 +57,8 @@ TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
     std::mt19937 rng(5);
     std::normal_distribution<float> nd;
     for (DType dt : {DType::F32, DType::F16, DType::BF16})
-        for (int hd : {8, 16, 64, 80, 128})
-            for (auto [lo, hi] : {std::pair{0, 1}, std::pair{0, 9}, std::pair{3, 40}, std::pair{0, 300}}) {
+        for (int hd : {8, 12, 16, 64, 80, 128, 132})
+            for (auto [lo, hi] : {std::pair{0, 1}, std::pair{0, 9}, std::pair{3, 40}, std::pair{5, 7}, std::pair{0, 300}}) {
                 std::vector<float> q(static_cast<size_t>(hd)), out(q.size()), ref(q.size()), scores(static_cast<size_t>(hi));
                 for (auto& v : q) v = nd(rng);
                 const size_t n = size_t(hi) * size_t(hd);

@@ -3,34 +3,51 @@
 #include <cmath>
 #include <vector>
 
+#include "ops/matmul_simd.h"
 #include "ops/simd.h"
 
 namespace kvscope::ops {
 
 namespace {
 
+// Dot product of q with 8-float blocks of one key, in two accumulators; the scalar tail too.
+template <DType T>
+inline __m256 dot_blocks(const float* q, const void* K, int64_t base, int hd8) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= hd8; i += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), simd::load8<T>(K, base + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), simd::load8<T>(K, base + i + 8), a1);
+    }
+    if (i < hd8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), simd::load8<T>(K, base + i), a0);
+    return _mm256_add_ps(a0, a1);
+}
+
 template <DType T>
 void attend(const float* q, const void* K, const void* V, int hd, int lo, int hi, float scale, float* scores,
             float* out) {
-    // Scores: one dot product per cached key (a contiguous stream of head_dim values each).
-    float mx = -INFINITY;
-    for (int j = lo; j < hi; j++) {
-        const int64_t base = int64_t(j) * hd;
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        int i = 0;
-        for (; i + 16 <= hd; i += 16) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), simd::load8<T>(K, base + i), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), simd::load8<T>(K, base + i + 8), a1);
-        }
-        for (; i + 8 <= hd; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), simd::load8<T>(K, base + i), a0);
-        float s = simd::hsum(_mm256_add_ps(a0, a1));
-        for (; i < hd; i++) s += q[i] * simd::load1<T>(K, base + i);
-        s *= scale;
-        scores[j] = s;
-        mx = s > mx ? s : mx;
-    }
-    float sum = 0.0f;
+    const int hd8 = hd / 8 * 8;
+    auto tail = [&](int j) {
+        float s = 0.0f;
+        for (int i = hd8; i < hd; i++) s += q[i] * simd::load1<T>(K, int64_t(j) * hd + i);
+        return s;
+    };
+    // Scores: one dot product per cached key (a contiguous stream of head_dim values each),
+    // four keys at a time so that one shuffle tree finishes four horizontal sums.
     int j = lo;
+    for (; j + 4 <= hi; j += 4) {
+        const __m256 d0 = dot_blocks<T>(q, K, int64_t(j) * hd, hd8), d1 = dot_blocks<T>(q, K, int64_t(j + 1) * hd, hd8);
+        const __m256 d2 = dot_blocks<T>(q, K, int64_t(j + 2) * hd, hd8), d3 = dot_blocks<T>(q, K, int64_t(j + 3) * hd, hd8);
+        __m128 s4 = mm::hsum4(d0, d1, d2, d3);
+        if (hd8 < hd) s4 = _mm_add_ps(s4, _mm_setr_ps(tail(j), tail(j + 1), tail(j + 2), tail(j + 3)));
+        _mm_storeu_ps(scores + j, _mm_mul_ps(s4, _mm_set1_ps(scale)));
+    }
+    for (; j < hi; j++) scores[j] = (simd::hsum(dot_blocks<T>(q, K, int64_t(j) * hd, hd8)) + tail(j)) * scale;
+    float mx = -INFINITY;
+    for (int k = lo; k < hi; k++) mx = scores[k] > mx ? scores[k] : mx;
+
+    float sum = 0.0f;
+    j = lo;
     __m256 vs = _mm256_setzero_ps();
     const __m256 vmx = _mm256_set1_ps(mx);
     for (; j + 8 <= hi; j += 8) {
@@ -44,28 +61,29 @@ void attend(const float* q, const void* K, const void* V, int hd, int lo, int hi
         sum += scores[j];
     }
     const float inv = 1.0f / sum;
-    // Weighted sum of values: head_dim accumulators kept in registers for head_dim <= 128.
-    for (int i = 0; i < hd; i++) out[i] = 0.0f;
+    const __m256 vi = _mm256_set1_ps(inv);
+    // Weighted sum of values, 64 columns per pass (8 accumulators): one pass for GPT-2's
+    // head_dim of 64, so V is streamed once.
     int i = 0;
-    for (; i + 32 <= hd; i += 32) {
-        __m256 o0 = _mm256_setzero_ps(), o1 = o0, o2 = o0, o3 = o0;
-        for (int j = lo; j < hi; j++) {
-            const __m256 p = _mm256_set1_ps(scores[j]);
-            const int64_t base = int64_t(j) * hd + i;
-            o0 = _mm256_fmadd_ps(p, simd::load8<T>(V, base), o0);
-            o1 = _mm256_fmadd_ps(p, simd::load8<T>(V, base + 8), o1);
-            o2 = _mm256_fmadd_ps(p, simd::load8<T>(V, base + 16), o2);
-            o3 = _mm256_fmadd_ps(p, simd::load8<T>(V, base + 24), o3);
+    for (; i + 64 <= hd; i += 64) {
+        __m256 o[8];
+        for (int b = 0; b < 8; b++) o[b] = _mm256_setzero_ps();
+        for (int k = lo; k < hi; k++) {
+            const __m256 p = _mm256_set1_ps(scores[k]);
+            const int64_t base = int64_t(k) * hd + i;
+            for (int b = 0; b < 8; b++) o[b] = _mm256_fmadd_ps(p, simd::load8<T>(V, base + 8 * b), o[b]);
         }
-        const __m256 vi = _mm256_set1_ps(inv);
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(o0, vi));
-        _mm256_storeu_ps(out + i + 8, _mm256_mul_ps(o1, vi));
-        _mm256_storeu_ps(out + i + 16, _mm256_mul_ps(o2, vi));
-        _mm256_storeu_ps(out + i + 24, _mm256_mul_ps(o3, vi));
+        for (int b = 0; b < 8; b++) _mm256_storeu_ps(out + i + 8 * b, _mm256_mul_ps(o[b], vi));
+    }
+    for (; i + 8 <= hd; i += 8) {
+        __m256 o = _mm256_setzero_ps();
+        for (int k = lo; k < hi; k++)
+            o = _mm256_fmadd_ps(_mm256_set1_ps(scores[k]), simd::load8<T>(V, int64_t(k) * hd + i), o);
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(o, vi));
     }
     for (; i < hd; i++) {
         float acc = 0.0f;
-        for (int j = lo; j < hi; j++) acc += scores[j] * simd::load1<T>(V, int64_t(j) * hd + i);
+        for (int k = lo; k < hi; k++) acc += scores[k] * simd::load1<T>(V, int64_t(k) * hd + i);
         out[i] = acc * inv;
     }
 }
