@@ -483,15 +483,20 @@ std::string* Report::out_ = nullptr;
 
 }  // namespace
 
-TEST_F(Report, EveryPlotIsAValidPngAndSvg) {
+// Every plot of a report directory is a valid PNG and SVG with its gnuplot script.
+static void check_plots(const fs::path& dir) {
     for (const std::string& name : all_plot_names()) {
-        fs::path png = *dir_ / "plots" / (name + ".png"), svg = *dir_ / "plots" / (name + ".svg");
+        fs::path png = dir / "plots" / (name + ".png"), svg = dir / "plots" / (name + ".svg");
         EXPECT_EQ(png_problem(png), "") << png;
         ASSERT_TRUE(fs::exists(svg)) << svg;
         EXPECT_EQ(xml_root(slurp(svg)), "svg") << svg;
-        EXPECT_TRUE(fs::exists(*dir_ / "plots" / (name + ".gp"))) << name;
+        EXPECT_TRUE(fs::exists(dir / "plots" / (name + ".gp"))) << name;
     }
-    for (const char* f : {"report.html", "report.md", "findings.json"}) EXPECT_TRUE(fs::exists(*dir_ / f)) << f;
+    for (const char* f : {"report.html", "report.md", "findings.json"}) EXPECT_TRUE(fs::exists(dir / f)) << f;
+}
+
+TEST_F(Report, EveryPlotIsAValidPngAndSvg) {
+    check_plots(*dir_);
     // Titles name the model, its synthetic weights and the CPU.
     std::string svg = slurp(*dir_ / "plots" / "cache_ms_per_token.svg");
     EXPECT_NE(svg.find("distilgpt2 (synthetic weights)"), std::string::npos);
@@ -511,11 +516,13 @@ TEST_F(Report, MarkdownHasTheSectionsTablesAndSyntheticNote) {
     EXPECT_NE(md.find("VmHWM"), std::string::npos);  // the methodology says what RSS is
 }
 
-TEST_F(Report, EveryFindingNumberIsTheCsvCellItNames) {
-    json findings = json::parse(slurp(*dir_ / "findings.json"));
-    std::string md = slurp(*dir_ / "report.md");
+// Each number quoted in the findings is the CSV cell it names (or a ratio of such cells), is
+// shown in report.md, and every experiment has at least one finding.
+static void check_findings(const fs::path& dir, size_t min_findings, int min_values) {
+    json findings = json::parse(slurp(dir / "findings.json"));
+    std::string md = slurp(dir / "report.md");
     ASSERT_TRUE(findings.is_array());
-    ASSERT_GE(findings.size(), 15u);
+    ASSERT_GE(findings.size(), min_findings);
     std::set<std::string> experiments;
     int checked = 0;
     for (const json& f : findings) {
@@ -532,11 +539,11 @@ TEST_F(Report, EveryFindingNumberIsTheCsvCellItNames) {
                 << s << " x " << scale << " vs " << value << " in: " << text;
             std::string kind = v["kind"];
             if (kind == "cell") {
-                EXPECT_EQ(csv_cell(*dir_, v), value) << v.dump();
+                EXPECT_EQ(csv_cell(dir, v), value) << v.dump();
             } else if (kind == "derived") {
                 std::vector<double> a;
                 for (const json& arg : v["args"]) {
-                    a.push_back(csv_cell(*dir_, arg));
+                    a.push_back(csv_cell(dir, arg));
                     EXPECT_EQ(a.back(), arg["value"].get<double>()) << arg.dump();
                 }
                 std::string op = v["op"];
@@ -553,9 +560,30 @@ TEST_F(Report, EveryFindingNumberIsTheCsvCellItNames) {
         }
         for (const std::string& num : numbers(text)) EXPECT_TRUE(shown.count(num)) << "untraced number " << num << " in: " << text;
     }
-    EXPECT_GE(checked, 100);
+    EXPECT_GE(checked, min_values);
     for (const char* e : {"cache", "cache_tokens", "batch", "precision", "seqlen", "memory", "roofline"})
         EXPECT_TRUE(experiments.count(e)) << "no finding for " << e;
+}
+
+TEST_F(Report, EveryFindingNumberIsTheCsvCellItNames) { check_findings(*dir_, 15, 100); }
+
+// The main job end to end on a tiny model: hw probe, every experiment, the report, from the
+// rows the engine really measured (not fabricated CSVs).
+TEST(Study, QuickRunsEveryExperimentAndWritesTheReport) {
+    fs::path model = test::tiny_model_dir("study", test::tiny_config(96, 128));
+    fs::path dir = test::temp_dir("study-quick");
+    RemoveIfPassed cleanup{dir};
+    auto r = test::run_cmd("XDG_CACHE_HOME=" + dir.string() + "/cache " + test::kvscope_bin() + " study --quick --model " +
+                           model.string() + " --out " + dir.string() + "/results");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_NE(r.out.find(dir.string() + "/results/report.html"), std::string::npos) << r.out;
+    for (const char* e : {"[exp cache]", "[exp batch]", "[exp precision]", "[exp seqlen]", "[exp memory]", "[exp roofline]"})
+        EXPECT_NE(r.err.find(e), std::string::npos) << "no progress for " << e;
+    const fs::path res = dir / "results";
+    for (const char* f : {"cache", "cache_tokens", "batch", "precision", "seqlen", "memory", "roofline"})
+        EXPECT_TRUE(fs::exists(res / (std::string(f) + ".csv"))) << f;
+    check_plots(res);
+    check_findings(res, 10, 30);
 }
 
 TEST_F(Report, FindingsAreReadOffTheNumbers) {
