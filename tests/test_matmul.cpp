@@ -167,6 +167,11 @@ TEST(MatmulTest, PackingRearrangesExactly) {
             WeightView pa = ops::pack_weight({kn.data(), DType::F32, Layout::KN, s.n_in, s.n_out}, dt, a.data());
             ops::pack_weight({nk.data(), DType::F32, Layout::NK, s.n_in, s.n_out}, dt, b.data());
             EXPECT_EQ(a, b) << dtype_name(dt) << " " << s.n_in << "x" << s.n_out;
+            // A tensor may start at any byte of a checkpoint: an odd address packs the same.
+            std::vector<uint8_t> odd(kn.size() * 4 + 1), c(a.size(), 0xEF);
+            std::memcpy(odd.data() + 1, kn.data(), kn.size() * 4);
+            ops::pack_weight({odd.data() + 1, DType::F32, Layout::KN, s.n_in, s.n_out}, dt, c.data());
+            EXPECT_EQ(a, c) << "unaligned source, " << dtype_name(dt);
             EXPECT_EQ(pa.elements(), s.n_in * packed_panels(s.n_out) * kPanel);
             auto stored = [&](int64_t i) {
                 if (dt == DType::F32) return reinterpret_cast<const float*>(a.data())[i];

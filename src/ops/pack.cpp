@@ -8,12 +8,17 @@
 namespace kvscope::ops {
 namespace {
 
+// memcpy loads: a checkpoint's tensor may start at any byte offset of the file.
 float load(const void* data, DType dt, int64_t i) {
-    switch (dt) {
-        case DType::F32: return static_cast<const float*>(data)[i];
-        case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(data)[i]);
-        default: return bf16_to_f32(static_cast<const uint16_t*>(data)[i]);
+    const auto* bytes = static_cast<const uint8_t*>(data);
+    if (dt == DType::F32) {
+        float f;
+        std::memcpy(&f, bytes + i * 4, 4);
+        return f;
     }
+    uint16_t h;
+    std::memcpy(&h, bytes + i * 2, 2);
+    return dt == DType::F16 ? f16_to_f32(h) : bf16_to_f32(h);
 }
 
 void store(void* data, DType dt, int64_t i, float v) {
