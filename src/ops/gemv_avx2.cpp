@@ -118,73 +118,137 @@ void gemv_kn(const float* x, int64_t m, const WeightView& wv, const float* bias,
 
 // ---- Packed -------------------------------------------------------------------------------
 
-// out[r][0..16) = sum_k x[r, k] * P[k, 0..16) for R rows of x over one panel P ([n_in][16]).
-// U independent accumulator pairs per row cover the FMA latency when R is small; at most 12
-// accumulators + 2 weight vectors + 1 broadcast fit the 16 ymm registers.
-template <DType D, int R, int U>
-void panel_pass(const float* x, int64_t n_in, const typename WeightLoad<D>::T* p, float* out) {
+// acc[r][0..16) += sum_{k in [k0, k1)} x[r, k] * P[k, 0..16) for R rows of x over one panel
+// P ([n_in][16]). U independent accumulator pairs per row cover the FMA latency when R is
+// small; at most 12 accumulators + 2 weight vectors + 1 broadcast fit the 16 ymm registers.
+// The loops over r and u are unrolled by pragma: without it GCC 12 kept a copy of the
+// accumulators on the stack and stored all of them every k (prefill at half speed).
+// With Prefetch, each k also requests the weights kPrefetchAhead rows of k further on (into
+// the next panel near the end, which is read next; past the last one a prefetch is a no-op).
+constexpr int64_t kPrefetchAhead = 256;
+
+template <DType D, int R, int U, bool Prefetch>
+void panel_pass(const float* x, int64_t n_in, const typename WeightLoad<D>::T* p, int64_t k0, int64_t k1,
+                float* acc) {
     using L = WeightLoad<D>;
     __m256 a[R][U][2];
-    for (int r = 0; r < R; r++)
-        for (int u = 0; u < U; u++) a[r][u][0] = a[r][u][1] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + U <= n_in; k += U)
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        a[r][0][0] = _mm256_loadu_ps(acc + r * kPanel);
+        a[r][0][1] = _mm256_loadu_ps(acc + r * kPanel + 8);
+        #pragma GCC unroll 8
+        for (int u = 1; u < U; u++) a[r][u][0] = a[r][u][1] = _mm256_setzero_ps();
+    }
+    int64_t k = k0;
+    for (; k + U <= k1; k += U) {
+        #pragma GCC unroll 8
         for (int u = 0; u < U; u++) {
+            if constexpr (Prefetch)
+                _mm_prefetch(reinterpret_cast<const char*>(p + (k + u + kPrefetchAhead) * kPanel), _MM_HINT_T0);
             const __m256 w0 = L::load8(p + (k + u) * kPanel), w1 = L::load8(p + (k + u) * kPanel + 8);
+            #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
                 const __m256 xb = _mm256_broadcast_ss(x + r * n_in + k + u);
                 a[r][u][0] = _mm256_fmadd_ps(xb, w0, a[r][u][0]);
                 a[r][u][1] = _mm256_fmadd_ps(xb, w1, a[r][u][1]);
             }
         }
-    for (; k < n_in; k++) {
+    }
+    for (; k < k1; k++) {
         const __m256 w0 = L::load8(p + k * kPanel), w1 = L::load8(p + k * kPanel + 8);
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             const __m256 xb = _mm256_broadcast_ss(x + r * n_in + k);
             a[r][0][0] = _mm256_fmadd_ps(xb, w0, a[r][0][0]);
             a[r][0][1] = _mm256_fmadd_ps(xb, w1, a[r][0][1]);
         }
     }
+    #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
+        #pragma GCC unroll 8
         for (int u = 1; u < U; u++) {
             a[r][0][0] = _mm256_add_ps(a[r][0][0], a[r][u][0]);
             a[r][0][1] = _mm256_add_ps(a[r][0][1], a[r][u][1]);
         }
-        _mm256_storeu_ps(out + r * kPanel, a[r][0][0]);
-        _mm256_storeu_ps(out + r * kPanel + 8, a[r][0][1]);
+        _mm256_storeu_ps(acc + r * kPanel, a[r][0][0]);
+        _mm256_storeu_ps(acc + r * kPanel + 8, a[r][0][1]);
     }
 }
 
-// Panels [p0, p1) against all m rows of x: for each panel, passes of up to 6 rows (the first
-// pass streams the panel from memory, the others find it in L1/L2).
+// Rows of x per pass over a panel for `left` rows still to do: up to 6. 8 rows go as 4 + 4
+// and 5 as 3 + 2 rather than 6 + 2 and 4 + 1: same pass count, better balanced.
+int pass_rows(int64_t left) {
+    return left >= 6 && left != 8 ? 6 : left >= 4 && left != 5 ? 4 : int(std::min<int64_t>(left, 3));
+}
+
+template <DType D, bool Prefetch>
+void panel_rows(int R, const float* x, int64_t n_in, const typename WeightLoad<D>::T* p, int64_t k0, int64_t k1,
+                float* acc) {
+    switch (R) {
+        case 6: panel_pass<D, 6, 1, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 4: panel_pass<D, 4, 1, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 3: panel_pass<D, 3, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 2: panel_pass<D, 2, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        default: panel_pass<D, 1, 4, Prefetch>(x, n_in, p, k0, k1, acc); break;
+    }
+}
+
+// Panels [p0, p1) against all m rows of x.
+//
+// One pass (m <= 4 or 6) streams the panel once. Several passes (batched decode: 8 rows
+// are 4 + 4) would read it from memory in the first and from L2 in the others, leaving the
+// memory idle during those; instead the panel goes in chunks of kChunk rows of k, every pass
+// over one chunk before the next (the chunk stays in L1), and the first pass prefetches
+// kPrefetchAhead rows ahead so that memory keeps streaming while the other passes compute:
+// batch-8 decode steps went from 13.7-14.8 to 10.3-12.2 ms/step (median of 5, same run).
+// Prefill-sized m (more than kChunkedRows) keeps whole-panel passes, which measured faster
+// there: each panel is read from memory once either way and then from L2 by ~85 passes.
+constexpr int64_t kChunk = 64;
+constexpr int64_t kChunkedRows = 16;
+
 template <DType D>
 void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y, int64_t p0,
                  int64_t p1) {
     using T = typename WeightLoad<D>::T;
     const T* w = static_cast<const T*>(wv.data);
     const int64_t n_in = wv.n_in, n_out = wv.n_out;
-    alignas(32) float out[6 * kPanel];
+    alignas(32) float acc[kChunkedRows * kPanel];
     for (int64_t p = p0; p < p1; p++) {
         const T* panel = w + p * n_in * kPanel;
         const int64_t o0 = p * kPanel, cols = std::min(kPanel, n_out - o0);
-        for (int64_t r = 0; r < m;) {
-            const int64_t left = m - r;
-            // 8 rows go as 4 + 4 and 5 as 3 + 2 rather than 6 + 2 and 4 + 1: same pass count,
-            // better balanced.
-            const int R = left >= 6 && left != 8 ? 6 : left >= 4 && left != 5 ? 4 : int(std::min<int64_t>(left, 3));
-            const float* xr = x + r * n_in;
-            switch (R) {
-                case 6: panel_pass<D, 6, 1>(xr, n_in, panel, out); break;
-                case 4: panel_pass<D, 4, 1>(xr, n_in, panel, out); break;
-                case 3: panel_pass<D, 3, 2>(xr, n_in, panel, out); break;
-                case 2: panel_pass<D, 2, 2>(xr, n_in, panel, out); break;
-                default: panel_pass<D, 1, 4>(xr, n_in, panel, out); break;
+        // Accumulators start from the bias; y receives the panel's (up to 16) real columns.
+        alignas(32) float b[kPanel] = {};
+        if (bias) std::copy(bias + o0, bias + o0 + cols, b);
+        const auto init = [&](int64_t rows) {
+            for (int64_t r = 0; r < rows; r++) std::copy(b, b + kPanel, acc + r * kPanel);
+        };
+        const auto store = [&](int64_t r0, int64_t rows) {
+            for (int64_t r = 0; r < rows; r++) std::copy(acc + r * kPanel, acc + r * kPanel + cols, y + (r0 + r) * n_out + o0);
+        };
+        if (pass_rows(m) == m) {
+            init(m);
+            panel_rows<D, false>(int(m), x, n_in, panel, 0, n_in, acc);
+            store(0, m);
+        } else if (m <= kChunkedRows) {
+            init(m);
+            for (int64_t k0 = 0; k0 < n_in; k0 += kChunk) {
+                const int64_t k1 = std::min(n_in, k0 + kChunk);
+                for (int64_t r = 0; r < m;) {
+                    const int R = pass_rows(m - r);
+                    if (r == 0) panel_rows<D, true>(R, x, n_in, panel, k0, k1, acc);
+                    else panel_rows<D, false>(R, x + r * n_in, n_in, panel, k0, k1, acc + r * kPanel);
+                    r += R;
+                }
             }
-            for (int rr = 0; rr < R; rr++) {
-                float* yr = y + (r + rr) * n_out + o0;
-                for (int64_t j = 0; j < cols; j++) yr[j] = out[rr * kPanel + j] + (bias ? bias[o0 + j] : 0.0f);
+            store(0, m);
+        } else {
+            for (int64_t r = 0; r < m;) {
+                const int R = pass_rows(m - r);
+                init(R);
+                panel_rows<D, false>(R, x + r * n_in, n_in, panel, 0, n_in, acc);
+                store(r, R);
+                r += R;
             }
-            r += R;
         }
     }
 }
