@@ -69,7 +69,8 @@ void add_bench(CLI::App& app) {
         // The ceilings are measured now, in the same run: bandwidth drifts from minute to minute.
         std::fprintf(stderr, "kvscope bench: measuring this machine's bandwidth and FLOP/s...\n");
         ctx.hw = analysis::probe_hardware(ctx.threads, o->quick);
-        auto rows = exp::run_bench(ctx, o->prompt_len, o->new_tokens);
+        const exp::Bench bench = exp::run_bench(ctx, o->prompt_len, o->new_tokens);
+        const auto& rows = bench.rows;
         std::vector<std::string> header = exp::common_columns();
         header.push_back("label");
         auto rc = exp::roofline_columns();
@@ -86,8 +87,11 @@ void add_bench(CLI::App& app) {
         Model& m = ctx.model(DType::F32);
         std::printf("kvscope bench: %s (weights=%s), %d threads, %s\n", o->model.c_str(), m.weights_kind(), ctx.threads,
                     ctx.hw.cpu_model.c_str());
-        std::printf("ceilings measured now: %.1f GB/s read (best of 1-8 streams/thread, median), %.1f GFLOP/s fp32\n\n",
-                    ctx.hw.bw_gbs_all.median, ctx.hw.gflops_all.median);
+        std::printf("ceilings measured now: %.1f GFLOP/s fp32; read bandwidth %.1f GB/s at the start (best of 1-8\n"
+                    "streams/thread, median), %.1f GB/s during the runs (median of %d samples at %d streams/thread,\n"
+                    "%.1f-%.1f): the roofline below uses the latter\n\n",
+                    ctx.hw.gflops_all.median, ctx.hw.bw_gbs_all.median, bench.bw_during.median, bench.bw_during.reps,
+                    ctx.hw.bw_best_streams > 0 ? ctx.hw.bw_best_streams : 4, bench.bw_during.min, bench.bw_during.max);
         std::printf("%s", exp::bench_table(rows).c_str());
         if (o->vs_torch) {
             std::printf("\nPyTorch %s eager (tools/torch_baseline.py, same checkpoint, prompt %d, %d new tokens):\n", "",

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
+#include "report/csv.h"
 #include "test_util.h"
 
 using namespace kvscope;
@@ -218,4 +219,41 @@ TEST(Cli, PresetWithoutLocalCopyGeneratesSyntheticWeightsOnceAndSaysSo) {
     ASSERT_EQ(again.status, 0) << again.err;
     EXPECT_EQ(again.err.find("generating"), std::string::npos) << again.err;
     EXPECT_NE(again.out.find("weights=synthetic"), std::string::npos);
+}
+
+// kvscope bench on the tiny model: every row in bench.csv, each on the roofline of the
+// bandwidth sampled during the runs (the figure the table's header prints).
+TEST(Cli, BenchQuickWritesEveryRowAgainstTheInRunBandwidth) {
+    fs::path d = test::temp_dir("cli-bench");
+    auto r = test::run_cmd(run_args("bench --quick --model " + model_dir().string() + " --out " + d.string() +
+                                    " --prompt-len 4 --new-tokens 8"));
+    ASSERT_EQ(r.status, 0) << r.err;
+    const std::string key = "GB/s during the runs (median of ";
+    const size_t at = r.out.find(key);
+    ASSERT_NE(at, std::string::npos) << r.out;
+    // "... at the start (...), 12.3 GB/s during the runs (median of 3 samples ...": the number before key.
+    const size_t num_end = r.out.rfind(' ', at - 1);
+    const size_t num_begin = r.out.rfind(' ', num_end - 1) + 1;
+    const double printed = std::stod(r.out.substr(num_begin, num_end - num_begin));
+    EXPECT_EQ(std::stoi(r.out.substr(at + key.size())), 3);  // before each of 2 rounds, and after
+
+    auto rows = read_csv(d / "bench.csv");
+    ASSERT_EQ(rows.size(), 1u + 8u);
+    const auto& h = rows[0];
+    auto col = [&](const std::string& name) {
+        auto it = std::find(h.begin(), h.end(), name);
+        EXPECT_NE(it, h.end()) << name;
+        return size_t(it - h.begin());
+    };
+    const size_t label = col("label"), peak = col("peak_gbs"), gbs = col("gbs");
+    std::vector<std::string> labels;
+    for (size_t i = 1; i < rows.size(); i++) {
+        labels.push_back(rows[i][label]);
+        EXPECT_NEAR(std::stod(rows[i][peak]), printed, 0.05 + 1e-9) << rows[i][label];
+        EXPECT_EQ(rows[i][peak], rows[1][peak]);
+        EXPECT_GT(std::stod(rows[i][gbs]), 0.0) << rows[i][label];
+    }
+    EXPECT_EQ(labels, (std::vector<std::string>{"decode fp32 b1", "decode bf16 b1", "decode fp16 b1", "decode fp32 b8",
+                                                "decode fp32 b1 depth 96", "prefill fp32 127", "prefill bf16 127",
+                                                "no-cache fp32 b1 +8"}));
 }

@@ -3,6 +3,7 @@
 // checked to be finite and positive: no timing threshold belongs in a test.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -313,4 +314,22 @@ TEST(HwProbe, DefaultCacheFileFollowsXdg) {
         EXPECT_EQ(default_cache_file(), fs::path(home) / ".cache/kvscope/hw.json");
     }
     if (old) ::setenv("XDG_CACHE_HOME", saved.c_str(), 1);
+}
+
+TEST(HwSampler, KeepsEverySampleWithItsSpread) {
+    BandwidthSampler s(2, 4, /*quick=*/true);
+    EXPECT_EQ(s.samples().reps, 0);
+    std::vector<double> got;
+    for (int i = 0; i < 3; i++) got.push_back(s.sample());
+    const Measure m = s.samples();
+    EXPECT_EQ(m.reps, 3);
+    for (double g : got) {
+        EXPECT_GT(g, 0.1);  // GB/s; any machine that runs the engine reads faster than this
+        EXPECT_GE(g, m.min);
+        EXPECT_LE(g, m.max);
+    }
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(m.median, got[1]);
+    EXPECT_EQ(m.best, m.max);
+    EXPECT_THROW(BandwidthSampler(1, 3, true), kvscope::Error);
 }

@@ -576,6 +576,38 @@ HwInfo probe_hardware(int threads, bool quick) {
     return hw;
 }
 
+// ---- bandwidth during a run ---------------------------------------------------------------
+
+struct BandwidthSampler::Impl {
+    BigBuffer buf;
+    int threads, streams;
+    std::vector<double> gbs;
+};
+
+BandwidthSampler::BandwidthSampler(int threads, int streams_per_thread, bool quick) {
+    if (threads <= 0) threads = affinity_cpus();
+    if (streams_per_thread != 1 && streams_per_thread != 2 && streams_per_thread != 4 && streams_per_thread != 8)
+        fail("bandwidth sampler: {} streams per thread; expected 1, 2, 4 or 8", streams_per_thread);
+    int64_t bytes = quick ? 64 * MiB : bandwidth_buffer_bytes(detail::system_caches().llc_total_bytes);
+    const int64_t ram = describe_machine().ram_bytes;
+    if (ram > 0) bytes = std::min(bytes, std::max<int64_t>(64 * MiB, ram / 4));
+    impl_ = new Impl{BigBuffer{size_t(bytes)}, threads, streams_per_thread, {}};
+    BigBuffer& buf = impl_->buf;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t i = 0; i < buf.n_floats; ++i) buf.data[i] = 1.0f;
+    bandwidth_pass(buf, threads, streams_per_thread);  // warm-up, not kept
+}
+
+BandwidthSampler::~BandwidthSampler() { delete impl_; }
+
+double BandwidthSampler::sample() {
+    const double g = bandwidth_pass(impl_->buf, impl_->threads, impl_->streams);
+    impl_->gbs.push_back(g);
+    return g;
+}
+
+Measure BandwidthSampler::samples() const { return summarize(impl_->gbs); }
+
 // ---- cache file -----------------------------------------------------------------------------
 
 HwInfo load_or_probe(const fs::path& cache_file, int threads, bool fresh, bool quick) {

@@ -56,6 +56,25 @@ HwInfo describe_machine();
 // process may run on). quick: 64 MiB buffer, 3 reps, short FMA runs; for tests and CI.
 HwInfo probe_hardware(int threads, bool quick);
 
+// Read bandwidth sampled again and again during a long measurement, by the probe's method
+// at one stream count: a benchmark that lasts minutes on a machine whose bandwidth drifts
+// by tens of percent is judged against the bandwidth of its own minutes, not of the probe's.
+// Holds the probe-sized buffer (see bandwidth_buffer_bytes) until destroyed.
+class BandwidthSampler {
+public:
+    BandwidthSampler(int threads, int streams_per_thread, bool quick);
+    ~BandwidthSampler();
+    BandwidthSampler(const BandwidthSampler&) = delete;
+    BandwidthSampler& operator=(const BandwidthSampler&) = delete;
+
+    double sample();            // one timed pass over the buffer, GB/s (1e9); kept
+    Measure samples() const;    // the spread of every sample so far (reps = their count)
+
+private:
+    struct Impl;
+    Impl* impl_;
+};
+
 // The probe, cached as JSON at `cache_file`. Re-measured when the file is missing or
 // unreadable, when it describes another CPU model or thread count, when it holds a quick
 // measurement and a full one is asked for, or when fresh == true; then the file is rewritten.

@@ -6,7 +6,7 @@
 
 namespace kvscope::exp {
 
-std::vector<BenchRow> run_bench(Context& ctx, int P, int N) {
+Bench run_bench(Context& ctx, int P, int N) {
     const ModelConfig& c = ctx.model(DType::F32).cfg;
     std::vector<BenchRow> rows;
     auto add = [&](std::string label, DType w, int batch, int prompt, int n_new, bool cache, bool prefill) {
@@ -33,11 +33,26 @@ std::vector<BenchRow> run_bench(Context& ctx, int P, int N) {
 
     std::vector<Spec> grid;
     for (const auto& r : rows) grid.push_back(r.spec);
-    std::vector<Result> res = measure(ctx, "bench", grid);
+    std::vector<Result> res;
+    analysis::Measure bw;
+    {
+        analysis::BandwidthSampler sampler(ctx.threads, ctx.hw.bw_best_streams > 0 ? ctx.hw.bw_best_streams : 4,
+                                           ctx.quick);
+        ctx.before_rep_round = [&sampler] { sampler.sample(); };
+        try {
+            res = measure(ctx, "bench", grid);
+        } catch (...) {
+            ctx.before_rep_round = nullptr;
+            throw;
+        }
+        ctx.before_rep_round = nullptr;
+        sampler.sample();
+        bw = sampler.samples();
+    }
     for (size_t i = 0; i < rows.size(); i++) {
         rows[i].result = res[i];
         if (rows[i].spec.use_cache) {
-            rows[i].point = roofline_point(ctx, rows[i].spec, res[i], rows[i].prefill);
+            rows[i].point = roofline_point(ctx, rows[i].spec, res[i], rows[i].prefill, bw.median);
         } else {
             // Compare a no-cache step with a prefill of the same length: the median step runs at
             // about prompt + new/2 tokens.
@@ -46,11 +61,11 @@ std::vector<BenchRow> run_bench(Context& ctx, int P, int N) {
             s.prompts = {make_prompt(ctx, mid)};
             Result r = res[i];
             r.prefill_ms = r.step_ms;
-            rows[i].point = roofline_point(ctx, s, r, true);
+            rows[i].point = roofline_point(ctx, s, r, true, bw.median);
             rows[i].point.phase = "no-cache step";
         }
     }
-    return rows;
+    return {std::move(rows), bw};
 }
 
 std::string bench_table(const std::vector<BenchRow>& rows) {

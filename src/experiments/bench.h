@@ -19,7 +19,15 @@ struct BenchRow {
     RooflinePoint point;
 };
 
-std::vector<BenchRow> run_bench(Context& ctx, int prompt_len, int new_tokens);
+struct Bench {
+    std::vector<BenchRow> rows;
+    // Read GB/s at the probe's best stream count, sampled before every round of repetitions
+    // and once after the last: the memory ceiling of every row's roofline (ctx.hw's figure
+    // is from the probe, minutes earlier on a machine whose bandwidth drifts).
+    analysis::Measure bw_during;
+};
+
+Bench run_bench(Context& ctx, int prompt_len, int new_tokens);
 std::string bench_table(const std::vector<BenchRow>& rows);  // human-readable, one line per row
 
 }  // namespace kvscope::exp

@@ -9,7 +9,7 @@
 
 namespace kvscope::exp {
 
-RooflinePoint roofline_point(Context& ctx, const Spec& s, const Result& r, bool prefill) {
+RooflinePoint roofline_point(Context& ctx, const Spec& s, const Result& r, bool prefill, double peak_gbs) {
     const ModelConfig& c = ctx.model(s.weights).cfg;
     RooflinePoint p;
     p.phase = prefill ? "prefill" : "decode";
@@ -27,7 +27,7 @@ RooflinePoint roofline_point(Context& ctx, const Spec& s, const Result& r, bool 
         p.tokens = s.batch();
     }
     p.peak_gflops = ctx.hw.gflops_all.median;
-    p.peak_gbs = ctx.hw.bw_gbs_all.median;
+    p.peak_gbs = peak_gbs > 0 ? peak_gbs : ctx.hw.bw_gbs_all.median;
     p.gflops = p.cost.flops() / (p.ms * 1e6);
     p.gbs = p.cost.bytes() / (p.ms * 1e6);
     p.ridge = p.peak_gbs > 0 ? p.peak_gflops / p.peak_gbs : 0;

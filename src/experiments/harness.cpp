@@ -128,6 +128,7 @@ std::vector<Result> measure(Context& ctx, const std::string& name, const std::ve
         }
     std::vector<int> reps(size_t(n), ctx.reps);
     for (int rep = 0; rep < ctx.reps; rep++) {
+        if (ctx.before_rep_round) ctx.before_rep_round();
         for (int i = 0; i < n; i++) {
             if (rep >= reps[size_t(i)]) continue;
             prog.update(done++, fmt::format("rep {}/{} {}", rep + 1, reps[size_t(i)], label(grid[size_t(i)])));

@@ -30,6 +30,9 @@ struct Context {
     double max_config_seconds = 60;  // repetitions of one configuration stop at this budget (at least 1)
     std::string command;             // the command line, recorded in sidecars
     analysis::HwInfo hw;
+    // Called by measure() before each round of repetitions (one run of every configuration),
+    // e.g. to sample the machine's bandwidth in the middle of the measurement; may be empty.
+    std::function<void()> before_rep_round;
 
     // Loaded once per weight dtype.
     Model& model(DType weights);

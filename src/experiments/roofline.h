@@ -20,7 +20,8 @@ struct RooflinePoint {
     double roofline_tok_s = 0, tok_s = 0;
 };
 
-RooflinePoint roofline_point(Context& ctx, const Spec& s, const Result& r, bool prefill);
+// peak_gbs > 0 replaces the probe's bandwidth (ctx.hw) as the roofline's memory ceiling.
+RooflinePoint roofline_point(Context& ctx, const Spec& s, const Result& r, bool prefill, double peak_gbs = 0);
 std::vector<std::string> roofline_columns();
 std::vector<std::string> roofline_values(const RooflinePoint& p);
 
