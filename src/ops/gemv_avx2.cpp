@@ -11,7 +11,8 @@
 // Packed ([panels][n_in][16], the layout the model uses): each thread owns a run of panels,
 //   one contiguous block of memory read front to back; per panel, 1 to 6 rows of x are
 //   multiplied at once with 16 columns in two ymm accumulators per row (and several
-//   accumulator pairs over k when there are few rows, to cover the FMA latency).
+//   accumulator pairs over k when there are few rows, to cover the FMA latency); with up to
+//   16 rows the passes go chunk by chunk over k and the first one prefetches ahead.
 // NK ([n_out, n_in], y = x @ W^T): each thread owns a range of output rows and computes 4
 //   dot products at once (4 streams), for up to 3 rows of x per pass so that the 4 weight
 //   rows are converted from memory once and re-read from L1 for the next rows of x.
@@ -200,9 +201,11 @@ void panel_rows(int R, const float* x, int64_t n_in, const typename WeightLoad<D
 // memory idle during those; instead the panel goes in chunks of kChunk rows of k, every pass
 // over one chunk before the next (the chunk stays in L1), and the first pass prefetches
 // kPrefetchAhead rows ahead so that memory keeps streaming while the other passes compute:
-// batch-8 decode steps went from 13.7-14.8 to 10.3-12.2 ms/step (median of 5, same run).
-// Prefill-sized m (more than kChunkedRows) keeps whole-panel passes, which measured faster
-// there: each panel is read from memory once either way and then from L2 by ~85 passes.
+// batch-8 decode steps went from 14.9 to 10.3 ms (5 alternating runs each, medians), and
+// chunking without the prefetch made them slower (13.7 -> 17.8 ms). docs/KERNELS.md.
+// Prefill-sized m (more than kChunkedRows) keeps whole-panel passes: chunking up to 64 rows
+// measured no faster for prompts of 32 and 64 tokens, where many passes share each panel's
+// one trip to memory anyway.
 constexpr int64_t kChunk = 64;
 constexpr int64_t kChunkedRows = 16;
 
