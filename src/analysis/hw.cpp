@@ -471,6 +471,33 @@ double HwInfo::ridge_flop_per_byte() const {
     return bw_gbs_all.median > 0 ? gflops_all.median / bw_gbs_all.median : 0.0;
 }
 
+namespace {
+
+// MemTotal of /proc/meminfo; 0 when it cannot be read.
+int64_t ram_bytes() {
+    if (auto meminfo = read_small("/proc/meminfo"))
+        if (auto total = proc_field(*meminfo, "MemTotal")) {  // "24683620 kB"
+            std::string kb = total->substr(0, total->find(' '));
+            if (detail::parse_cache_size(kb) > 0) return detail::parse_cache_size(kb) * KiB;
+        }
+    return 0;
+}
+
+// The probe's read buffer (quick: 64 MiB; else 3x the last-level cache, at most a quarter of
+// RAM), first touched by the same static split of threads that reads it later (NUMA
+// locality), then read once as a warm-up (page tables, thread pool, clocks).
+std::unique_ptr<BigBuffer> probe_buffer(int threads, bool quick, int64_t ram) {
+    int64_t bytes = quick ? 64 * MiB : bandwidth_buffer_bytes(detail::system_caches().llc_total_bytes);
+    if (ram > 0) bytes = std::min(bytes, std::max<int64_t>(64 * MiB, ram / 4));
+    auto buf = std::make_unique<BigBuffer>(size_t(bytes));
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t i = 0; i < buf->n_floats; ++i) buf->data[i] = 1.0f;
+    bandwidth_pass(*buf, threads, 1);
+    return buf;
+}
+
+}  // namespace
+
 HwInfo describe_machine() {
     HwInfo hw;
     auto cpuinfo = read_small("/proc/cpuinfo");
@@ -486,11 +513,7 @@ HwInfo describe_machine() {
     hw.l3_bytes = c.l3_bytes;
     hw.cache_note = c.note;
 
-    if (auto meminfo = read_small("/proc/meminfo"))
-        if (auto total = proc_field(*meminfo, "MemTotal")) {  // "24683620 kB"
-            std::string kb = total->substr(0, total->find(' '));
-            if (detail::parse_cache_size(kb) > 0) hw.ram_bytes = detail::parse_cache_size(kb) * KiB;
-        }
+    hw.ram_bytes = ram_bytes();
 
     // CPUID directly (clang 14's __builtin_cpu_supports does not know "f16c").
     std::vector<std::string> isa;
@@ -524,13 +547,8 @@ HwInfo probe_hardware(int threads, bool quick) {
     // Read bandwidth. Reps are the outer loop so slow drift of the machine's bandwidth lands
     // on every stream count alike instead of favouring whichever ran first.
     {
-        int64_t bytes = quick ? 64 * MiB : bandwidth_buffer_bytes(detail::system_caches().llc_total_bytes);
-        if (hw.ram_bytes > 0) bytes = std::min(bytes, std::max<int64_t>(64 * MiB, hw.ram_bytes / 4));
-        BigBuffer buf{size_t(bytes)};
-        // First touch by the same static split of threads that reads it later (NUMA locality).
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (size_t i = 0; i < buf.n_floats; ++i) buf.data[i] = 1.0f;
-        bandwidth_pass(buf, threads, 1);  // warm-up: page tables, thread pool, clocks
+        const std::unique_ptr<BigBuffer> owned = probe_buffer(threads, quick, hw.ram_bytes);
+        const BigBuffer& buf = *owned;
 
         std::map<int, std::vector<double>> one, all;
         for (int r = 0; r < reps; ++r)
@@ -579,7 +597,7 @@ HwInfo probe_hardware(int threads, bool quick) {
 // ---- bandwidth during a run ---------------------------------------------------------------
 
 struct BandwidthSampler::Impl {
-    BigBuffer buf;
+    std::unique_ptr<BigBuffer> buf;
     int threads, streams;
     std::vector<double> gbs;
 };
@@ -588,20 +606,13 @@ BandwidthSampler::BandwidthSampler(int threads, int streams_per_thread, bool qui
     if (threads <= 0) threads = affinity_cpus();
     if (streams_per_thread != 1 && streams_per_thread != 2 && streams_per_thread != 4 && streams_per_thread != 8)
         fail("bandwidth sampler: {} streams per thread; expected 1, 2, 4 or 8", streams_per_thread);
-    int64_t bytes = quick ? 64 * MiB : bandwidth_buffer_bytes(detail::system_caches().llc_total_bytes);
-    const int64_t ram = describe_machine().ram_bytes;
-    if (ram > 0) bytes = std::min(bytes, std::max<int64_t>(64 * MiB, ram / 4));
-    impl_ = new Impl{BigBuffer{size_t(bytes)}, threads, streams_per_thread, {}};
-    BigBuffer& buf = impl_->buf;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (size_t i = 0; i < buf.n_floats; ++i) buf.data[i] = 1.0f;
-    bandwidth_pass(buf, threads, streams_per_thread);  // warm-up, not kept
+    impl_ = new Impl{probe_buffer(threads, quick, ram_bytes()), threads, streams_per_thread, {}};
 }
 
 BandwidthSampler::~BandwidthSampler() { delete impl_; }
 
 double BandwidthSampler::sample() {
-    const double g = bandwidth_pass(impl_->buf, impl_->threads, impl_->streams);
+    const double g = bandwidth_pass(*impl_->buf, impl_->threads, impl_->streams);
     impl_->gbs.push_back(g);
     return g;
 }

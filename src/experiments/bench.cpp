@@ -38,14 +38,7 @@ Bench run_bench(Context& ctx, int P, int N) {
     {
         analysis::BandwidthSampler sampler(ctx.threads, ctx.hw.bw_best_streams > 0 ? ctx.hw.bw_best_streams : 4,
                                            ctx.quick);
-        ctx.before_rep_round = [&sampler] { sampler.sample(); };
-        try {
-            res = measure(ctx, "bench", grid);
-        } catch (...) {
-            ctx.before_rep_round = nullptr;
-            throw;
-        }
-        ctx.before_rep_round = nullptr;
+        res = measure(ctx, "bench", grid, [&sampler] { sampler.sample(); });
         sampler.sample();
         bw = sampler.samples();
     }

@@ -108,7 +108,8 @@ static GenerateResult run_one(Context& ctx, const Spec& s, Result* r, bool recor
     return g;
 }
 
-std::vector<Result> measure(Context& ctx, const std::string& name, const std::vector<Spec>& grid) {
+std::vector<Result> measure(Context& ctx, const std::string& name, const std::vector<Spec>& grid,
+                            const std::function<void()>& before_round) {
     std::vector<Result> res(grid.size());
     // Load every weight dtype first, so loading never lands inside a measurement.
     for (const Spec& s : grid) ctx.model(s.weights);
@@ -128,7 +129,7 @@ std::vector<Result> measure(Context& ctx, const std::string& name, const std::ve
         }
     std::vector<int> reps(size_t(n), ctx.reps);
     for (int rep = 0; rep < ctx.reps; rep++) {
-        if (ctx.before_rep_round) ctx.before_rep_round();
+        if (before_round) before_round();
         for (int i = 0; i < n; i++) {
             if (rep >= reps[size_t(i)]) continue;
             prog.update(done++, fmt::format("rep {}/{} {}", rep + 1, reps[size_t(i)], label(grid[size_t(i)])));

@@ -30,9 +30,6 @@ struct Context {
     double max_config_seconds = 60;  // repetitions of one configuration stop at this budget (at least 1)
     std::string command;             // the command line, recorded in sidecars
     analysis::HwInfo hw;
-    // Called by measure() before each round of repetitions (one run of every configuration),
-    // e.g. to sample the machine's bandwidth in the middle of the measurement; may be empty.
-    std::function<void()> before_rep_round;
 
     // Loaded once per weight dtype.
     Model& model(DType weights);
@@ -79,8 +76,11 @@ private:
     bool tty_;
 };
 
-// Measures every spec: warmup runs, then reps in interleaved order.
-std::vector<Result> measure(Context& ctx, const std::string& name, const std::vector<Spec>& grid);
+// Measures every spec: warmup runs, then reps in interleaved order. before_round, when set,
+// runs before each round of repetitions (one run of every spec), e.g. to sample the
+// machine's bandwidth in the middle of the measurement.
+std::vector<Result> measure(Context& ctx, const std::string& name, const std::vector<Spec>& grid,
+                            const std::function<void()>& before_round = {});
 
 // The columns every experiment CSV starts with (docs/SCHEMA.md) and their values for one row.
 std::vector<std::string> common_columns();
