@@ -187,8 +187,11 @@ TEST(MatmulTest, PackingRearrangesExactly) {
                     ASSERT_EQ(stored(pa.index(k, o)), rounded(kn[size_t(k * s.n_out + o)]));
                     used[size_t(pa.index(k, o))] = true;
                 }
-            for (int64_t i = 0; i < pa.elements(); i++)
-                if (!used[size_t(i)]) EXPECT_EQ(stored(i), 0.0f) << "padding at " << i;
+            for (int64_t i = 0; i < pa.elements(); i++) {
+                if (!used[size_t(i)]) {
+                    EXPECT_EQ(stored(i), 0.0f) << "padding at " << i;
+                }
+            }
             std::vector<float> col(size_t(s.n_in));
             for (int64_t o = 0; o < s.n_out; o++) {
                 ops::weight_column(pa, o, col.data());

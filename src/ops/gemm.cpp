@@ -76,12 +76,6 @@ void add_bias(int64_t m, int64_t n_out, const float* bias, float* y) {
     }
 }
 
-// Grows to the largest panel this thread has seen, once; steady state allocates nothing.
-std::vector<float>& panel_scratch() {
-    thread_local std::vector<float> panel;
-    return panel;
-}
-
 }  // namespace
 
 int64_t gemm_panel_cols(const WeightView& w) {
@@ -100,7 +94,8 @@ void gemm(const float* x, int64_t m, const WeightView& w, const float* bias, flo
     if (w.dtype == DType::F32 && w.layout != Layout::Packed) {
         sgemm(x, m, w.layout, static_cast<const float*>(w.data), w.n_in, w.n_out, y, w.n_out);
     } else {
-        std::vector<float>& panel = panel_scratch();
+        // Grows to the largest panel this thread has seen, once; steady state allocates nothing.
+        thread_local std::vector<float> panel;
         const int64_t cols_max = gemm_panel_cols(w);
         if (int64_t(panel.size()) < cols_max * w.n_in) panel.resize(size_t(cols_max * w.n_in));
         for (int64_t o0 = 0; o0 < w.n_out; o0 += cols_max) {
