@@ -1,6 +1,8 @@
-// Microbenchmark of attention over the KV cache at decode (ops::attend_head), as the engine
-// runs it for one token: distilgpt2's 6 layers x 12 heads of head_dim 64, the heads split
-// over the OpenMP team, each head reading its K and V rows once. Reports the KV bytes read
+// Microbenchmark of attention over the KV cache at decode, as the engine runs it for one
+// token: distilgpt2's 6 layers x 12 heads of head_dim 64, split over the OpenMP team, each
+// head reading its K and V rows once. `attention/...` takes the heads two by two
+// (ops::attend_head_pair, what the engine calls); `attention_single/...` one by one
+// (ops::attend_head). Reports the KV bytes read
 // per second, next to a plain AVX2 sum over the same per-head blocks in the same order (the
 // most this access pattern can read on this machine). The cache is cold, as in a decode step
 // between two layers' weights: iterations cycle through copies that outgrow the caches.
@@ -53,18 +55,31 @@ struct ColdKv {
     }
 };
 
-void bm_attention(benchmark::State& state, DType dt, int keys) {
+void bm_attention(benchmark::State& state, DType dt, int keys, bool pairs) {
     ColdKv kv(keys, dt);
-    std::vector<float> q(kHeadDim, 0.1f), out(size_t(kHeads) * kHeadDim);
+    std::vector<float> q(kHeadDim, 0.1f);
+    // Outputs and score rows 64-byte aligned, as in the engine: a cache line shared by two
+    // threads' outputs would be written back and forth.
+    auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
     const int nt = omp_get_max_threads();
-    std::vector<float> scores(size_t(nt) * size_t(keys));
+    const size_t row = (2 * size_t(keys) + 15) / 16 * 16;
+    auto scores = make_aligned<float>(size_t(nt) * row);
     int64_t copy = 0;
+    const int step = pairs ? 2 : 1;
     for (auto _ : state) {
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int h = 0; h < kHeads; h++)
-            ops::attend_head(q.data(), kv.head(kv.k, copy, h), kv.head(kv.v, copy, h), dt, kHeadDim, 0, keys, 0.125f,
-                             scores.data() + size_t(omp_get_thread_num()) * size_t(keys), out.data() + h * kHeadDim);
-        benchmark::DoNotOptimize(out.data());
+        for (int h = 0; h < kHeads; h += step) {
+            float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
+            float* o = out.get() + h * kHeadDim;
+            if (pairs)
+                ops::attend_head_pair(q.data(), q.data(), kv.head(kv.k, copy, h), kv.head(kv.v, copy, h),
+                                      kv.head(kv.k, copy, h + 1), kv.head(kv.v, copy, h + 1), dt, kHeadDim, 0, keys,
+                                      0.125f, sc, o, o + kHeadDim);
+            else
+                ops::attend_head(q.data(), kv.head(kv.k, copy, h), kv.head(kv.v, copy, h), dt, kHeadDim, 0, keys, 0.125f,
+                                 sc, o);
+        }
+        benchmark::DoNotOptimize(out.get());
         copy = (copy + 1) % kv.copies;
     }
     state.SetBytesProcessed(int64_t(state.iterations()) * 2 * kv.per_head * kHeads * int64_t(kv.elem));
@@ -100,11 +115,14 @@ void bm_kv_read(benchmark::State& state, DType dt, int keys) {
 const int kRegistered = [] {
     for (int keys : {128, 912}) {
         for (DType dt : {DType::F32, DType::F16, DType::BF16})
-            benchmark::RegisterBenchmark(("attention/" + std::string(dtype_name(dt)) + "/keys:" + std::to_string(keys)).c_str(),
-                                         bm_attention, dt, keys)
-                ->Unit(benchmark::kMicrosecond)
-                ->MeasureProcessCPUTime()
-                ->UseRealTime();
+            for (bool pairs : {true, false})
+                benchmark::RegisterBenchmark((std::string(pairs ? "attention/" : "attention_single/") + dtype_name(dt) +
+                                              "/keys:" + std::to_string(keys))
+                                                 .c_str(),
+                                             bm_attention, dt, keys, pairs)
+                    ->Unit(benchmark::kMicrosecond)
+                    ->MeasureProcessCPUTime()
+                    ->UseRealTime();
         benchmark::RegisterBenchmark(("attention/kv_read_baseline/fp32/keys:" + std::to_string(keys)).c_str(), bm_kv_read,
                                      DType::F32, keys)
             ->Unit(benchmark::kMicrosecond)

@@ -60,14 +60,16 @@ TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
         for (int hd : {8, 12, 16, 64, 80, 128, 132})
             for (auto [lo, hi] : {std::pair{0, 1}, std::pair{0, 9}, std::pair{3, 40}, std::pair{5, 7}, std::pair{0, 300},
                                   std::pair{37, 1000}})
-            // A large q makes scores span tens of units: the running maximum of the one-pass
-            // (online) softmax for head_dim 64 then rises block after block.
+            // A large q makes the scores span tens of units: a peaked softmax, where the
+            // shift by the maximum matters.
             for (float qscale : {1.0f, 40.0f}) {
-                std::vector<float> q(static_cast<size_t>(hd)), out(q.size()), ref(q.size()), scores(static_cast<size_t>(hi));
+                // Two heads (q, K, V each), checked one at a time and as a pair.
+                const size_t n = size_t(hi) * size_t(hd), esz = dtype_size(dt);
+                std::vector<float> q(2 * size_t(hd)), out(q.size()), pair(q.size()), ref(q.size());
+                std::vector<float> scores(2 * static_cast<size_t>(hi));
+                std::vector<uint8_t> K(2 * n * esz), V(2 * n * esz);
                 for (auto& v : q) v = qscale * nd(rng);
-                const size_t n = size_t(hi) * size_t(hd);
-                std::vector<uint8_t> K(n * 4), V(n * 4);
-                for (size_t i = 0; i < n; i++) {
+                for (size_t i = 0; i < 2 * n; i++) {
                     float k = nd(rng), v = nd(rng);
                     if (dt == DType::F32) {
                         reinterpret_cast<float*>(K.data())[i] = k;
@@ -78,13 +80,22 @@ TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
                         reinterpret_cast<uint16_t*>(V.data())[i] = cv(v);
                     }
                 }
+                const uint8_t *K1 = K.data() + n * esz, *V1 = V.data() + n * esz;
                 ops::attend_head(q.data(), K.data(), V.data(), dt, hd, lo, hi, 0.125f, scores.data(), out.data());
+                ops::attend_head(q.data() + hd, K1, V1, dt, hd, lo, hi, 0.125f, scores.data(), out.data() + hd);
+                ops::attend_head_pair(q.data(), q.data() + hd, K.data(), V.data(), K1, V1, dt, hd, lo, hi, 0.125f,
+                                      scores.data(), pair.data(), pair.data() + hd);
                 ops::ref::attend_head(q.data(), K.data(), V.data(), dt, hd, lo, hi, 0.125f, ref.data());
+                ops::ref::attend_head(q.data() + hd, K1, V1, dt, hd, lo, hi, 0.125f, ref.data() + hd);
                 // fp32 scores of magnitude ~50 carry absolute errors ~1e-5 into exp(): the
                 // tolerance grows with them (the reference is double throughout).
                 const float tol = qscale > 1.0f ? 1e-4f : 1e-5f;
-                for (int i = 0; i < hd; i++)
-                    EXPECT_NEAR(out[size_t(i)], ref[size_t(i)], tol + tol * std::abs(ref[size_t(i)]))
-                        << dtype_name(dt) << " hd " << hd << " [" << lo << "," << hi << ") q x" << qscale;
+                for (size_t i = 0; i < q.size(); i++) {
+                    const float t = tol + tol * std::abs(ref[i]);
+                    EXPECT_NEAR(out[i], ref[i], t) << dtype_name(dt) << " hd " << hd << " [" << lo << "," << hi
+                                                   << ") q x" << qscale << " head " << i / size_t(hd);
+                    EXPECT_NEAR(pair[i], ref[i], t) << "pair: " << dtype_name(dt) << " hd " << hd << " [" << lo << ","
+                                                    << hi << ") q x" << qscale << " head " << i / size_t(hd);
+                }
             }
 }

@@ -50,7 +50,7 @@ private:
     float* att_;     // [max_tok, n_embd] attention output, heads concatenated
     float* tmp_;     // [max_tok, n_embd] sublayer output before the residual add
     float* h_;       // [max_tok, n_ff] MLP hidden
-    float* scores_;  // [n_threads, max_slots] attention scores, one row per thread
+    float* scores_;  // [n_threads, 2 * max_slots] attention scores of two heads, one row per thread
     float* xo_;      // [max_out, n_embd] final-norm rows whose logits are wanted
 };
 

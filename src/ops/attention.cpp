@@ -10,7 +10,7 @@ namespace kvscope::ops {
 
 namespace {
 
-// Dot product of q with 8-float blocks of one key, in two accumulators; the scalar tail too.
+// Dot product of q with the first hd8 values of one key (8-float blocks), in two accumulators.
 template <DType T>
 inline __m256 dot_blocks(const float* q, const void* K, int64_t base, int hd8) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
@@ -23,81 +23,148 @@ inline __m256 dot_blocks(const float* q, const void* K, int64_t base, int hd8) {
     return _mm256_add_ps(a0, a1);
 }
 
-template <DType T>
-void attend(const float* q, const void* K, const void* V, int hd, int lo, int hi, float scale, float* scores,
-            float* out) {
+// Scores of keys [j, j + 4) into s[j ..]: four dot products finished by one shuffle tree.
+template <DType T, int HD>
+[[gnu::always_inline]] inline void scores4(const float* q, const void* K, int hd_, int j, float scale, float* s) {
+    const int hd = HD ? HD : hd_;
     const int hd8 = hd / 8 * 8;
-    auto tail = [&](int j) {
-        float s = 0.0f;
-        for (int i = hd8; i < hd; i++) s += q[i] * simd::load1<T>(K, int64_t(j) * hd + i);
-        return s;
-    };
-    // Scores: one dot product per cached key (a contiguous stream of head_dim values each),
-    // four keys at a time so that one shuffle tree finishes four horizontal sums.
-    int j = lo;
-    for (; j + 4 <= hi; j += 4) {
-        const __m256 d0 = dot_blocks<T>(q, K, int64_t(j) * hd, hd8), d1 = dot_blocks<T>(q, K, int64_t(j + 1) * hd, hd8);
-        const __m256 d2 = dot_blocks<T>(q, K, int64_t(j + 2) * hd, hd8), d3 = dot_blocks<T>(q, K, int64_t(j + 3) * hd, hd8);
-        __m128 s4 = mm::hsum4(d0, d1, d2, d3);
-        if (hd8 < hd) s4 = _mm_add_ps(s4, _mm_setr_ps(tail(j), tail(j + 1), tail(j + 2), tail(j + 3)));
-        _mm_storeu_ps(scores + j, _mm_mul_ps(s4, _mm_set1_ps(scale)));
+    const __m256 d0 = dot_blocks<T>(q, K, int64_t(j) * hd, hd8), d1 = dot_blocks<T>(q, K, int64_t(j + 1) * hd, hd8);
+    const __m256 d2 = dot_blocks<T>(q, K, int64_t(j + 2) * hd, hd8), d3 = dot_blocks<T>(q, K, int64_t(j + 3) * hd, hd8);
+    __m128 s4 = mm::hsum4(d0, d1, d2, d3);
+    if (hd8 < hd) {
+        alignas(16) float t[4] = {0, 0, 0, 0};
+        for (int k = 0; k < 4; k++)
+            for (int i = hd8; i < hd; i++) t[k] += q[i] * simd::load1<T>(K, int64_t(j + k) * hd + i);
+        s4 = _mm_add_ps(s4, _mm_load_ps(t));
     }
-    for (; j < hi; j++) scores[j] = (simd::hsum(dot_blocks<T>(q, K, int64_t(j) * hd, hd8)) + tail(j)) * scale;
-    float mx = -INFINITY;
-    for (int k = lo; k < hi; k++) mx = scores[k] > mx ? scores[k] : mx;
+    _mm_storeu_ps(s + j, _mm_mul_ps(s4, _mm_set1_ps(scale)));
+}
 
-    float sum = 0.0f;
-    j = lo;
-    __m256 vs = _mm256_setzero_ps();
+template <DType T, int HD>
+[[gnu::always_inline]] inline float score1(const float* q, const void* K, int hd_, int j, float scale) {
+    const int hd = HD ? HD : hd_;
+    const int hd8 = hd / 8 * 8;
+    float t = simd::hsum(dot_blocks<T>(q, K, int64_t(j) * hd, hd8));
+    for (int i = hd8; i < hd; i++) t += q[i] * simd::load1<T>(K, int64_t(j) * hd + i);
+    return t * scale;
+}
+
+// s[lo, hi) <- exp(s - max s); returns 1 / their sum.
+inline float exp_shifted(float* s, int lo, int hi) {
+    float mx = -INFINITY;
+    for (int k = lo; k < hi; k++) mx = s[k] > mx ? s[k] : mx;
     const __m256 vmx = _mm256_set1_ps(mx);
+    __m256 vs = _mm256_setzero_ps();
+    int j = lo;
     for (; j + 8 <= hi; j += 8) {
-        __m256 e = simd::exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + j), vmx));
-        _mm256_storeu_ps(scores + j, e);
+        const __m256 e = simd::exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmx));
+        _mm256_storeu_ps(s + j, e);
         vs = _mm256_add_ps(vs, e);
     }
-    sum = simd::hsum(vs);
-    for (; j < hi; j++) {
-        scores[j] = std::exp(scores[j] - mx);
-        sum += scores[j];
-    }
-    const float inv = 1.0f / sum;
-    const __m256 vi = _mm256_set1_ps(inv);
-    // Weighted sum of values, 64 columns per pass (8 accumulators): one pass for GPT-2's
-    // head_dim of 64, so V is streamed once.
+    float sum = simd::hsum(vs);
+    for (; j < hi; j++) sum += (s[j] = std::exp(s[j] - mx));
+    return 1.0f / sum;
+}
+
+// acc[0, hd) += sum over keys k in [c, e) of p[k] * V[k]. 64 columns (8 accumulators) per
+// pass: one pass for GPT-2's head_dim of 64, so each value row is read once.
+template <DType T, int HD>
+void accumulate_values(const float* p, const void* V, int hd_, int c, int e, float* acc) {
+    const int hd = HD ? HD : hd_;
     int i = 0;
     for (; i + 64 <= hd; i += 64) {
         __m256 o[8];
-        for (int b = 0; b < 8; b++) o[b] = _mm256_setzero_ps();
-        for (int k = lo; k < hi; k++) {
-            const __m256 p = _mm256_set1_ps(scores[k]);
+        for (int b = 0; b < 8; b++) o[b] = _mm256_loadu_ps(acc + i + 8 * b);
+        for (int k = c; k < e; k++) {
+            const __m256 pk = _mm256_set1_ps(p[k]);
             const int64_t base = int64_t(k) * hd + i;
-            for (int b = 0; b < 8; b++) o[b] = _mm256_fmadd_ps(p, simd::load8<T>(V, base + 8 * b), o[b]);
+            for (int b = 0; b < 8; b++) o[b] = _mm256_fmadd_ps(pk, simd::load8<T>(V, base + 8 * b), o[b]);
         }
-        for (int b = 0; b < 8; b++) _mm256_storeu_ps(out + i + 8 * b, _mm256_mul_ps(o[b], vi));
+        for (int b = 0; b < 8; b++) _mm256_storeu_ps(acc + i + 8 * b, o[b]);
     }
     for (; i + 8 <= hd; i += 8) {
-        __m256 o = _mm256_setzero_ps();
-        for (int k = lo; k < hi; k++)
-            o = _mm256_fmadd_ps(_mm256_set1_ps(scores[k]), simd::load8<T>(V, int64_t(k) * hd + i), o);
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(o, vi));
+        __m256 o = _mm256_loadu_ps(acc + i);
+        for (int k = c; k < e; k++) o = _mm256_fmadd_ps(_mm256_set1_ps(p[k]), simd::load8<T>(V, int64_t(k) * hd + i), o);
+        _mm256_storeu_ps(acc + i, o);
     }
     for (; i < hd; i++) {
-        float acc = 0.0f;
-        for (int k = lo; k < hi; k++) acc += scores[k] * simd::load1<T>(V, int64_t(k) * hd + i);
-        out[i] = acc * inv;
+        float a = acc[i];
+        for (int k = c; k < e; k++) a += p[k] * simd::load1<T>(V, int64_t(k) * hd + i);
+        acc[i] = a;
     }
+}
+
+// Keys per burst when several heads' values are read together.
+constexpr int kValueChunk = 16;
+
+// N heads attending over the same keys [lo, hi): scores (q . K) first, then softmax, then the
+// weighted sum of V. With N = 2 the heads' K streams are read side by side and their V
+// streams in alternating bursts of kValueChunk keys: two streams per thread read the cold
+// cache faster than one (docs/KERNELS.md, attention). scores: N rows of hi floats.
+template <DType T, int N, int HD>
+void attend(const float* const* q_, const void* const* K_, const void* const* V_, int hd_, int lo, int hi, float scale,
+            float* scores, float* const* out) {
+    const int hd = HD ? HD : hd_;
+    // Local copies: the score stores below cannot alias them, so they stay in registers.
+    const float* q[N];
+    const void *K[N], *V[N];
+    float* s[N];
+    for (int x = 0; x < N; x++) {
+        q[x] = q_[x], K[x] = K_[x], V[x] = V_[x];
+        s[x] = scores + int64_t(x) * hi;
+    }
+    int j = lo;
+    for (; j + 4 <= hi; j += 4)
+        for (int x = 0; x < N; x++) scores4<T, HD>(q[x], K[x], hd, j, scale, s[x]);
+    for (; j < hi; j++)
+        for (int x = 0; x < N; x++) s[x][j] = score1<T, HD>(q[x], K[x], hd, j, scale);
+    float inv[N];
+    for (int x = 0; x < N; x++) {
+        inv[x] = exp_shifted(s[x], lo, hi);
+        for (int i = 0; i < hd; i++) out[x][i] = 0.0f;
+    }
+    const int chunk = N == 1 ? hi - lo : kValueChunk;
+    for (int c = lo; c < hi; c += chunk) {
+        const int e = hi - c < chunk ? hi : c + chunk;
+        for (int x = 0; x < N; x++) accumulate_values<T, HD>(s[x], V[x], hd, c, e, out[x]);
+    }
+    for (int x = 0; x < N; x++)
+        for (int i = 0; i < hd; i++) out[x][i] *= inv[x];
+}
+
+template <int N, int HD>
+void attend_typed(const float* const* q, const void* const* K, const void* const* V, DType dt, int hd, int lo, int hi,
+                  float scale, float* scores, float* const* out) {
+    switch (dt) {
+        case DType::F32: attend<DType::F32, N, HD>(q, K, V, hd, lo, hi, scale, scores, out); break;
+        case DType::F16: attend<DType::F16, N, HD>(q, K, V, hd, lo, hi, scale, scores, out); break;
+        case DType::BF16: attend<DType::BF16, N, HD>(q, K, V, hd, lo, hi, scale, scores, out); break;
+        default: break;
+    }
+}
+
+// head_dim 64 (every GPT-2 size) gets loops of known length; other sizes the general code.
+template <int N>
+void attend_dispatch(const float* const* q, const void* const* K, const void* const* V, DType dt, int hd, int lo, int hi,
+                     float scale, float* scores, float* const* out) {
+    if (hd == 64) attend_typed<N, 64>(q, K, V, dt, hd, lo, hi, scale, scores, out);
+    else attend_typed<N, 0>(q, K, V, dt, hd, lo, hi, scale, scores, out);
 }
 
 }  // namespace
 
 void attend_head(const float* q, const void* K, const void* V, DType dt, int head_dim, int lo, int hi, float scale,
                  float* scores, float* out) {
-    switch (dt) {
-        case DType::F32: attend<DType::F32>(q, K, V, head_dim, lo, hi, scale, scores, out); break;
-        case DType::F16: attend<DType::F16>(q, K, V, head_dim, lo, hi, scale, scores, out); break;
-        case DType::BF16: attend<DType::BF16>(q, K, V, head_dim, lo, hi, scale, scores, out); break;
-        default: break;
-    }
+    attend_dispatch<1>(&q, &K, &V, dt, head_dim, lo, hi, scale, scores, &out);
+}
+
+void attend_head_pair(const float* q0, const float* q1, const void* K0, const void* V0, const void* K1, const void* V1,
+                      DType dt, int head_dim, int lo, int hi, float scale, float* scores, float* out0, float* out1) {
+    const float* q[2] = {q0, q1};
+    const void* K[2] = {K0, K1};
+    const void* V[2] = {V0, V1};
+    float* out[2] = {out0, out1};
+    attend_dispatch<2>(q, K, V, dt, head_dim, lo, hi, scale, scores, out);
 }
 
 namespace ref {
