@@ -91,7 +91,7 @@ void add_bench(CLI::App& app) {
                     "streams/thread, median), %.1f GB/s during the runs (median of %d samples at %d streams/thread,\n"
                     "%.1f-%.1f): the roofline below uses the latter\n\n",
                     ctx.hw.gflops_all.median, ctx.hw.bw_gbs_all.median, bench.bw_during.median, bench.bw_during.reps,
-                    ctx.hw.bw_best_streams > 0 ? ctx.hw.bw_best_streams : 4, bench.bw_during.min, bench.bw_during.max);
+                    bench.bw_streams, bench.bw_during.min, bench.bw_during.max);
         std::printf("%s", exp::bench_table(rows).c_str());
         if (o->vs_torch) {
             std::printf("\nPyTorch %s eager (tools/torch_baseline.py, same checkpoint, prompt %d, %d new tokens):\n", "",

@@ -606,10 +606,10 @@ BandwidthSampler::BandwidthSampler(int threads, int streams_per_thread, bool qui
     if (threads <= 0) threads = affinity_cpus();
     if (streams_per_thread != 1 && streams_per_thread != 2 && streams_per_thread != 4 && streams_per_thread != 8)
         fail("bandwidth sampler: {} streams per thread; expected 1, 2, 4 or 8", streams_per_thread);
-    impl_ = new Impl{probe_buffer(threads, quick, ram_bytes()), threads, streams_per_thread, {}};
+    impl_.reset(new Impl{probe_buffer(threads, quick, ram_bytes()), threads, streams_per_thread, {}});
 }
 
-BandwidthSampler::~BandwidthSampler() { delete impl_; }
+BandwidthSampler::~BandwidthSampler() = default;
 
 double BandwidthSampler::sample() {
     const double g = bandwidth_pass(*impl_->buf, impl_->threads, impl_->streams);

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -64,15 +65,13 @@ class BandwidthSampler {
 public:
     BandwidthSampler(int threads, int streams_per_thread, bool quick);
     ~BandwidthSampler();
-    BandwidthSampler(const BandwidthSampler&) = delete;
-    BandwidthSampler& operator=(const BandwidthSampler&) = delete;
 
     double sample();            // one timed pass over the buffer, GB/s (1e9); kept
     Measure samples() const;    // the spread of every sample so far (reps = their count)
 
 private:
     struct Impl;
-    Impl* impl_;
+    std::unique_ptr<Impl> impl_;
 };
 
 // The probe, cached as JSON at `cache_file`. Re-measured when the file is missing or

@@ -35,9 +35,9 @@ Bench run_bench(Context& ctx, int P, int N) {
     for (const auto& r : rows) grid.push_back(r.spec);
     std::vector<Result> res;
     analysis::Measure bw;
+    const int streams = ctx.hw.bw_best_streams > 0 ? ctx.hw.bw_best_streams : 4;
     {
-        analysis::BandwidthSampler sampler(ctx.threads, ctx.hw.bw_best_streams > 0 ? ctx.hw.bw_best_streams : 4,
-                                           ctx.quick);
+        analysis::BandwidthSampler sampler(ctx.threads, streams, ctx.quick);
         res = measure(ctx, "bench", grid, [&sampler] { sampler.sample(); });
         sampler.sample();
         bw = sampler.samples();
@@ -58,7 +58,7 @@ Bench run_bench(Context& ctx, int P, int N) {
             rows[i].point.phase = "no-cache step";
         }
     }
-    return {std::move(rows), bw};
+    return {std::move(rows), bw, streams};
 }
 
 std::string bench_table(const std::vector<BenchRow>& rows) {

@@ -25,6 +25,7 @@ struct Bench {
     // and once after the last: the memory ceiling of every row's roofline (ctx.hw's figure
     // is from the probe, minutes earlier on a machine whose bandwidth drifts).
     analysis::Measure bw_during;
+    int bw_streams = 0;  // streams per thread of those samples
 };
 
 Bench run_bench(Context& ctx, int prompt_len, int new_tokens);

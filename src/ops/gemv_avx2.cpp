@@ -228,11 +228,7 @@ void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* b
         const auto store = [&](int64_t r0, int64_t rows) {
             for (int64_t r = 0; r < rows; r++) std::copy(acc + r * kPanel, acc + r * kPanel + cols, y + (r0 + r) * n_out + o0);
         };
-        if (pass_rows(m) == m) {
-            init(m);
-            panel_rows<D, false>(int(m), x, n_in, panel, 0, n_in, acc);
-            store(0, m);
-        } else if (m <= kChunkedRows) {
+        if (pass_rows(m) < m && m <= kChunkedRows) {
             init(m);
             for (int64_t k0 = 0; k0 < n_in; k0 += kChunk) {
                 const int64_t k1 = std::min(n_in, k0 + kChunk);
@@ -244,7 +240,7 @@ void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* b
                 }
             }
             store(0, m);
-        } else {
+        } else {  // one pass (m <= 4 or 6), or prefill-sized m
             for (int64_t r = 0; r < m;) {
                 const int R = pass_rows(m - r);
                 init(R);
