@@ -115,7 +115,7 @@ void check(Path p, DType dtype, Layout layout, int64_t m, int64_t n_in, int64_t 
 
 const DType kDTypes[] = {DType::F32, DType::BF16, DType::F16};
 const Layout kLayouts[] = {Layout::KN, Layout::NK, Layout::Packed};
-const int64_t kRows[] = {1, 2, 3, 4, 5, 8, 16, 17, 64, 130};
+const int64_t kRows[] = {1, 2, 3, 4, 5, 6, 7, 8, 16, 17, 64, 130};
 
 struct Shape {
     int64_t n_in, n_out;
@@ -219,6 +219,22 @@ TEST(MatmulTest, AnyThreadCount) {
             for (DType dt : kDTypes)
                 for (Layout l : kLayouts)
                     for (int64_t m : {1, 5, 20}) check(p, dt, l, m, 259, 517, true);
+    }
+    omp_set_num_threads(saved);
+}
+
+// Decode at batch 1-3 reads up to 4 (one row) or 2 panels of a thread's run side by side,
+// one from each part: every count of panels per thread (parts of unequal length, fewer panels
+// than parts) must cover each column exactly once, for every row. n_in is large enough for a
+// 2-thread split (the kernels stay on one thread below 65536 multiply-adds).
+TEST(MatmulTest, FewRowsEveryPanelCount) {
+    const int saved = omp_get_max_threads();
+    for (int nt : {1, 2}) {
+        omp_set_num_threads(nt);
+        for (DType dt : kDTypes)
+            for (int64_t panels = 1; panels <= 2 * 13; panels++)
+                for (int64_t m = 1; m <= 3; m++)
+                    check(Path::Gemv, dt, Layout::Packed, m, 4099, panels * kPanel - 5, /*with_bias=*/panels % 2 == 0);
     }
     omp_set_num_threads(saved);
 }

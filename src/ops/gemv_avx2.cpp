@@ -8,11 +8,13 @@
 //   rows of W at a time (4 concurrent streams) across its columns, adding x[r, k..k+3] *
 //   W[k..k+3, j] into y[r, j]. y itself is the accumulator: the column range is cut into
 //   tiles small enough that y's m rows of the tile stay in L1 while all of k is swept.
-// Packed ([panels][n_in][16], the layout the model uses): each thread owns a run of panels,
-//   one contiguous block of memory read front to back; per panel, 1 to 6 rows of x are
-//   multiplied at once with 16 columns in two ymm accumulators per row (and several
-//   accumulator pairs over k when there are few rows, to cover the FMA latency); with up to
-//   16 rows the passes go chunk by chunk over k and the first one prefetches ahead.
+// Packed ([panels][n_in][16], the layout the model uses): each thread owns a run of panels.
+//   With 1 to 3 rows of x (decode at batch 1-3) it reads 4 or 2 panels far apart in its run
+//   side by side (4 or 2 read streams). Otherwise it reads the run front to back; per panel,
+//   1 to 6 rows of x are multiplied at once with 16 columns in two ymm accumulators per row
+//   (and several accumulator pairs over k when there are few rows, to cover the FMA
+//   latency); with up to 16 rows the passes go chunk by chunk over k and the first one
+//   prefetches ahead.
 // NK ([n_out, n_in], y = x @ W^T): each thread owns a range of output rows and computes 4
 //   dot products at once (4 streams), for up to 3 rows of x per pass so that the 4 weight
 //   rows are converted from memory once and re-read from L1 for the next rows of x.
@@ -176,10 +178,14 @@ void panel_pass(const float* x, int64_t n_in, const typename WeightLoad<D>::T* p
     }
 }
 
-// Rows of x per pass over a panel for `left` rows still to do: up to 6. 8 rows go as 4 + 4
-// and 5 as 3 + 2 rather than 6 + 2 and 4 + 1: same pass count, better balanced.
-int pass_rows(int64_t left) {
-    return left >= 6 && left != 8 ? 6 : left >= 4 && left != 5 ? 4 : int(std::min<int64_t>(left, 3));
+// Rows of x per pass over a panel, of m rows with `left` still to do: up to 6. 5 rows go as
+// 3 + 2 rather than 4 + 1. 8 rows go as 6 + 2, not 4 + 4: batch-8 decode steps (in-process
+// A/B, 7-9 rounds each) bf16 8.92 -> 8.17 and 10.63 -> 9.93 ms, fp32 11.24 -> 11.00 and
+// 8.76 -> 8.98 ms (no change): the 6-row pass loads and widens each weight vector once for
+// 12 FMAs. 4 and 6 rows, which would fit one pass, go in halves (see gemv_packed).
+int pass_rows(int64_t m, int64_t left) {
+    if (m == 4 || m == 6) return int(m / 2);
+    return left >= 6 ? 6 : left >= 4 && left != 5 ? 4 : int(std::min<int64_t>(left, 3));
 }
 
 template <DType D, bool Prefetch>
@@ -194,15 +200,130 @@ void panel_rows(int R, const float* x, int64_t n_in, const typename WeightLoad<D
     }
 }
 
-// Panels [p0, p1) against all m rows of x.
+// ---- Few rows of x: several panels at once ------------------------------------------------
+
+// acc[s][r * 16 + (0..16)] += sum_k x[r, k] * P_s[k, 0..16) for R rows of x and S panels read
+// side by side (S streams), U accumulator pairs per panel and row. Each panel's weight vectors
+// are loaded (and widened) once per k for all R rows; at most 12 accumulators.
+template <DType D, int R, int S, int U>
+void panels_side_by_side(const float* x, int64_t n_in, const typename WeightLoad<D>::T* const* p,
+                         float* const* acc) {
+    static_assert(R * S * U * 2 <= 12, "accumulators, weight vectors and a broadcast fit 16 ymm registers");
+    using L = WeightLoad<D>;
+    __m256 a[S][R][U][2];
+    #pragma GCC unroll 8
+    for (int s = 0; s < S; s++) {
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            a[s][r][0][0] = _mm256_loadu_ps(acc[s] + r * kPanel);
+            a[s][r][0][1] = _mm256_loadu_ps(acc[s] + r * kPanel + 8);
+            #pragma GCC unroll 8
+            for (int u = 1; u < U; u++) a[s][r][u][0] = a[s][r][u][1] = _mm256_setzero_ps();
+        }
+    }
+    const auto step = [&](int64_t k, int u) __attribute__((always_inline)) {
+        #pragma GCC unroll 8
+        for (int s = 0; s < S; s++) {
+            const __m256 w0 = L::load8(p[s] + k * kPanel), w1 = L::load8(p[s] + k * kPanel + 8);
+            #pragma GCC unroll 8
+            for (int r = 0; r < R; r++) {
+                const __m256 xb = _mm256_broadcast_ss(x + r * n_in + k);
+                a[s][r][u][0] = _mm256_fmadd_ps(xb, w0, a[s][r][u][0]);
+                a[s][r][u][1] = _mm256_fmadd_ps(xb, w1, a[s][r][u][1]);
+            }
+        }
+    };
+    int64_t k = 0;
+    for (; k + U <= n_in; k += U) {
+        #pragma GCC unroll 8
+        for (int u = 0; u < U; u++) step(k + u, u);
+    }
+    for (; k < n_in; k++) step(k, 0);
+    #pragma GCC unroll 8
+    for (int s = 0; s < S; s++) {
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            #pragma GCC unroll 8
+            for (int u = 1; u < U; u++) {
+                a[s][r][0][0] = _mm256_add_ps(a[s][r][0][0], a[s][r][u][0]);
+                a[s][r][0][1] = _mm256_add_ps(a[s][r][0][1], a[s][r][u][1]);
+            }
+            _mm256_storeu_ps(acc[s] + r * kPanel, a[s][r][0][0]);
+            _mm256_storeu_ps(acc[s] + r * kPanel + 8, a[s][r][0][1]);
+        }
+    }
+}
+
+// Panels [p0, p1) against m = 1 to 3 rows of x (decode at batch 1 to 3). The run is cut into
+// contiguous parts whose panels are read side by side, one from each part: a thread that
+// streams one block front to back reads memory slower than one that reads several blocks far
+// apart at once (`kvscope hw`: 58 vs 76 GB/s for 1 and 4 streams per thread in one run).
+// One row takes 4 parts, two or three rows 2 (4 panels' accumulators would not fit the
+// registers). distilgpt2 decode steps, in-process A/B against one panel after another:
+// batch 1 fp32 6.1-6.9 -> 5.1-5.6 ms, bf16 3.6 -> 3.2; batch 2 fp32 8.8 -> 7.1 and
+// 7.7 -> 4.6; batch 3 11.0 -> 7.4 and 9.7 -> 5.0 (docs/KERNELS.md).
+constexpr int kMaxParts = 4;
+constexpr int64_t kFewRows = 3;
+
+template <DType D>
+void gemv_few_rows(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y, int64_t p0,
+                   int64_t p1) {
+    using T = typename WeightLoad<D>::T;
+    const T* w = static_cast<const T*>(wv.data);
+    const int64_t n_in = wv.n_in, n_out = wv.n_out, n = p1 - p0;
+    const int P = m == 1 ? 4 : 2;
+    // Part s is [p0 + start(s), p0 + start(s + 1)): lengths differ by at most one, longer first.
+    const auto start = [&](int64_t s) { return s * (n / P) + std::min<int64_t>(s, n % P); };
+    alignas(32) float acc[kMaxParts][kFewRows * kPanel];
+    const T* panel[kMaxParts];
+    float* accp[kMaxParts];
+    for (int64_t i = 0; i < (n + P - 1) / P; i++) {
+        // Panel i of every part that has one (all parts but the last i = n / P).
+        int64_t idx[kMaxParts];
+        int S = 0;
+        for (int s = 0; s < P; s++) {
+            if (start(s) + i >= start(s + 1)) continue;
+            idx[S] = p0 + start(s) + i;
+            const int64_t o0 = idx[S] * kPanel, cols = std::min(kPanel, n_out - o0);
+            for (int64_t r = 0; r < m; r++) {
+                float* a = acc[S] + r * kPanel;
+                std::fill(a, a + kPanel, 0.0f);
+                if (bias) std::copy(bias + o0, bias + o0 + cols, a);
+            }
+            panel[S] = w + idx[S] * n_in * kPanel;
+            accp[S] = acc[S];
+            S++;
+        }
+        switch (m * 8 + S) {
+            case 1 * 8 + 4: panels_side_by_side<D, 1, 4, 1>(x, n_in, panel, accp); break;
+            case 1 * 8 + 3: panels_side_by_side<D, 1, 3, 2>(x, n_in, panel, accp); break;
+            case 1 * 8 + 2: panels_side_by_side<D, 1, 2, 2>(x, n_in, panel, accp); break;
+            case 1 * 8 + 1: panels_side_by_side<D, 1, 1, 4>(x, n_in, panel, accp); break;
+            case 2 * 8 + 2: panels_side_by_side<D, 2, 2, 1>(x, n_in, panel, accp); break;
+            case 2 * 8 + 1: panels_side_by_side<D, 2, 1, 2>(x, n_in, panel, accp); break;
+            case 3 * 8 + 2: panels_side_by_side<D, 3, 2, 1>(x, n_in, panel, accp); break;
+            default: panels_side_by_side<D, 3, 1, 2>(x, n_in, panel, accp); break;  // m = 3, S = 1
+        }
+        for (int s = 0; s < S; s++) {
+            const int64_t o0 = idx[s] * kPanel, cols = std::min(kPanel, n_out - o0);
+            for (int64_t r = 0; r < m; r++)
+                std::copy(acc[s] + r * kPanel, acc[s] + r * kPanel + cols, y + r * n_out + o0);
+        }
+    }
+}
+
+// Panels [p0, p1) against m > kFewRows rows of x.
 //
-// One pass (m <= 4 or 6) streams the panel once. Several passes (batched decode: 8 rows
-// are 4 + 4) would read it from memory in the first and from L2 in the others, leaving the
-// memory idle during those; instead the panel goes in chunks of kChunk rows of k, every pass
-// over one chunk before the next (the chunk stays in L1), and the first pass prefetches
-// kPrefetchAhead rows ahead so that memory keeps streaming while the other passes compute:
-// batch-8 decode steps went from 14.9 to 10.3 ms (5 alternating runs each, medians), and
-// chunking without the prefetch made them slower (13.7 -> 17.8 ms). docs/KERNELS.md.
+// Batched decode (m up to kChunkedRows) takes two or three passes per panel (8 rows are
+// 6 + 2). Done one whole pass after another, the first would read the panel from memory and
+// the others from L2, leaving the memory idle during those; instead the panel goes in chunks
+// of kChunk rows of k, every pass over one chunk before the next (the chunk stays in L1), and
+// the first pass prefetches kPrefetchAhead rows ahead so that memory keeps streaming while
+// the other passes compute: batch-8 decode steps went from 14.9 to 10.3 ms (5 alternating
+// runs each, medians), and chunking without the prefetch made them slower (13.7 -> 17.8 ms).
+// 4 and 6 rows, which would fit one pass, also go this way, in halves: batch-4 steps 11.5 ->
+// 8.4 ms and batch-6 11.9 -> 7.9 ms against one pass (fp32, in-process A/B, 7 rounds).
+// docs/KERNELS.md.
 // Prefill-sized m (more than kChunkedRows) keeps whole-panel passes: chunking up to 64 rows
 // measured no faster for prompts of 32 and 64 tokens, where many passes share each panel's
 // one trip to memory anyway.
@@ -228,21 +349,21 @@ void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* b
         const auto store = [&](int64_t r0, int64_t rows) {
             for (int64_t r = 0; r < rows; r++) std::copy(acc + r * kPanel, acc + r * kPanel + cols, y + (r0 + r) * n_out + o0);
         };
-        if (pass_rows(m) < m && m <= kChunkedRows) {
+        if (m <= kChunkedRows) {
             init(m);
             for (int64_t k0 = 0; k0 < n_in; k0 += kChunk) {
                 const int64_t k1 = std::min(n_in, k0 + kChunk);
                 for (int64_t r = 0; r < m;) {
-                    const int R = pass_rows(m - r);
+                    const int R = pass_rows(m, m - r);
                     if (r == 0) panel_rows<D, true>(R, x, n_in, panel, k0, k1, acc);
                     else panel_rows<D, false>(R, x + r * n_in, n_in, panel, k0, k1, acc + r * kPanel);
                     r += R;
                 }
             }
             store(0, m);
-        } else {  // one pass (m <= 4 or 6), or prefill-sized m
+        } else {  // prefill-sized m
             for (int64_t r = 0; r < m;) {
-                const int R = pass_rows(m - r);
+                const int R = pass_rows(m, m - r);
                 init(R);
                 panel_rows<D, false>(R, x + r * n_in, n_in, panel, 0, n_in, acc);
                 store(r, R);
@@ -328,9 +449,12 @@ void gemv_typed(const float* x, int64_t m, const WeightView& w, const float* bia
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
         if (w.layout == Layout::Packed) {
-            // Whole panels per thread: each thread reads one contiguous block.
+            // Whole panels per thread: each thread owns one contiguous block.
             const Range pr = split(packed_panels(w.n_out), 1, nt, t);
-            if (pr.begin < pr.end) gemv_packed<D>(x, m, w, bias, y, pr.begin, pr.end);
+            if (pr.begin < pr.end) {
+                if (m <= kFewRows) gemv_few_rows<D>(x, m, w, bias, y, pr.begin, pr.end);
+                else gemv_packed<D>(x, m, w, bias, y, pr.begin, pr.end);
+            }
         } else if (w.layout == Layout::KN) {
             // 16 columns: a cache line of fp32, so neighbouring threads never share one of y.
             const Range c = split(w.n_out, 16, nt, t);
