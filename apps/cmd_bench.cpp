@@ -87,11 +87,13 @@ void add_bench(CLI::App& app) {
         Model& m = ctx.model(DType::F32);
         std::printf("kvscope bench: %s (weights=%s), %d threads, %s\n", o->model.c_str(), m.weights_kind(), ctx.threads,
                     ctx.hw.cpu_model.c_str());
+        std::string wins;
+        for (auto [k, n] : bench.bw_wins) wins += fmt::format("{}{}x{}", wins.empty() ? "" : " ", n, k);
         std::printf("ceilings measured now: %.1f GFLOP/s fp32; read bandwidth %.1f GB/s at the start (best of 1-8\n"
-                    "streams/thread, median), %.1f GB/s during the runs (median of %d samples at %d streams/thread,\n"
-                    "%.1f-%.1f): the roofline below uses the latter\n\n",
+                    "streams/thread, median), %.1f GB/s during the runs (median of %d samples, each the best of 1-8\n"
+                    "streams/thread; range %.1f-%.1f; samples won x streams: %s): the roofline below uses the latter\n\n",
                     ctx.hw.gflops_all.median, ctx.hw.bw_gbs_all.median, bench.bw_during.median, bench.bw_during.reps,
-                    bench.bw_streams, bench.bw_during.min, bench.bw_during.max);
+                    bench.bw_during.min, bench.bw_during.max, wins.c_str());
         std::printf("%s", exp::bench_table(rows).c_str());
         if (o->vs_torch) {
             std::printf("\nPyTorch %s eager (tools/torch_baseline.py, same checkpoint, prompt %d, %d new tokens):\n", "",

@@ -55,29 +55,30 @@ struct ColdKv {
     }
 };
 
-void bm_attention(benchmark::State& state, DType dt, int keys, bool pairs) {
+void bm_attention(benchmark::State& state, DType dt, int keys, int group) {
     ColdKv kv(keys, dt);
     std::vector<float> q(kHeadDim, 0.1f);
     // Outputs and score rows 64-byte aligned, as in the engine: a cache line shared by two
     // threads' outputs would be written back and forth.
     auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
     const int nt = omp_get_max_threads();
-    const size_t row = (2 * size_t(keys) + 15) / 16 * 16;
+    const size_t row = (size_t(group) * size_t(keys) + 15) / 16 * 16;
     auto scores = make_aligned<float>(size_t(nt) * row);
     int64_t copy = 0;
-    const int step = pairs ? 2 : 1;
     for (auto _ : state) {
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int h = 0; h < kHeads; h += step) {
+        for (int h = 0; h < kHeads; h += group) {
             float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
-            float* o = out.get() + h * kHeadDim;
-            if (pairs)
-                ops::attend_head_pair(q.data(), q.data(), kv.head(kv.k, copy, h), kv.head(kv.v, copy, h),
-                                      kv.head(kv.k, copy, h + 1), kv.head(kv.v, copy, h + 1), dt, kHeadDim, 0, keys,
-                                      0.125f, sc, o, o + kHeadDim);
-            else
-                ops::attend_head(q.data(), kv.head(kv.k, copy, h), kv.head(kv.v, copy, h), dt, kHeadDim, 0, keys, 0.125f,
-                                 sc, o);
+            const float* qs[ops::kMaxHeadGroup];
+            const void *ks[ops::kMaxHeadGroup], *vs[ops::kMaxHeadGroup];
+            float* os[ops::kMaxHeadGroup];
+            for (int x = 0; x < group; x++) {
+                qs[x] = q.data();
+                ks[x] = kv.head(kv.k, copy, h + x);
+                vs[x] = kv.head(kv.v, copy, h + x);
+                os[x] = out.get() + (h + x) * kHeadDim;
+            }
+            ops::attend_heads(group, qs, ks, vs, dt, kHeadDim, 0, keys, 0.125f, sc, os);
         }
         benchmark::DoNotOptimize(out.get());
         copy = (copy + 1) % kv.copies;
@@ -115,11 +116,11 @@ void bm_kv_read(benchmark::State& state, DType dt, int keys) {
 const int kRegistered = [] {
     for (int keys : {128, 912}) {
         for (DType dt : {DType::F32, DType::F16, DType::BF16})
-            for (bool pairs : {true, false})
-                benchmark::RegisterBenchmark((std::string(pairs ? "attention/" : "attention_single/") + dtype_name(dt) +
-                                              "/keys:" + std::to_string(keys))
+            for (int group : {1, 2, 3, 4, 6})
+                benchmark::RegisterBenchmark(("attention/" + std::string(dtype_name(dt)) + "/keys:" +
+                                              std::to_string(keys) + "/heads:" + std::to_string(group))
                                                  .c_str(),
-                                             bm_attention, dt, keys, pairs)
+                                             bm_attention, dt, keys, group)
                     ->Unit(benchmark::kMicrosecond)
                     ->MeasureProcessCPUTime()
                     ->UseRealTime();

@@ -1,6 +1,7 @@
 // Element-wise kernels and attention against their scalar references.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -63,13 +64,15 @@ TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
             // A large q makes the scores span tens of units: a peaked softmax, where the
             // shift by the maximum matters.
             for (float qscale : {1.0f, 40.0f}) {
-                // Two heads (q, K, V each), checked one at a time and as a pair.
+                // kMaxHeadGroup heads (q, K, V each), checked one at a time and in groups of
+                // every size the kernel takes.
+                constexpr int G = ops::kMaxHeadGroup;
                 const size_t n = size_t(hi) * size_t(hd), esz = dtype_size(dt);
-                std::vector<float> q(2 * size_t(hd)), out(q.size()), pair(q.size()), ref(q.size());
-                std::vector<float> scores(2 * static_cast<size_t>(hi));
-                std::vector<uint8_t> K(2 * n * esz), V(2 * n * esz);
+                std::vector<float> q(G * size_t(hd)), out(q.size()), grouped(q.size()), ref(q.size());
+                std::vector<float> scores(G * static_cast<size_t>(hi));
+                std::vector<uint8_t> K(G * n * esz), V(G * n * esz);
                 for (auto& v : q) v = qscale * nd(rng);
-                for (size_t i = 0; i < 2 * n; i++) {
+                for (size_t i = 0; i < G * n; i++) {
                     float k = nd(rng), v = nd(rng);
                     if (dt == DType::F32) {
                         reinterpret_cast<float*>(K.data())[i] = k;
@@ -80,22 +83,34 @@ TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
                         reinterpret_cast<uint16_t*>(V.data())[i] = cv(v);
                     }
                 }
-                const uint8_t *K1 = K.data() + n * esz, *V1 = V.data() + n * esz;
-                ops::attend_head(q.data(), K.data(), V.data(), dt, hd, lo, hi, 0.125f, scores.data(), out.data());
-                ops::attend_head(q.data() + hd, K1, V1, dt, hd, lo, hi, 0.125f, scores.data(), out.data() + hd);
-                ops::attend_head_pair(q.data(), q.data() + hd, K.data(), V.data(), K1, V1, dt, hd, lo, hi, 0.125f,
-                                      scores.data(), pair.data(), pair.data() + hd);
-                ops::ref::attend_head(q.data(), K.data(), V.data(), dt, hd, lo, hi, 0.125f, ref.data());
-                ops::ref::attend_head(q.data() + hd, K1, V1, dt, hd, lo, hi, 0.125f, ref.data() + hd);
+                const float* qs[G];
+                const void *ks[G], *vs[G];
+                for (int x = 0; x < G; x++) {
+                    qs[x] = q.data() + x * hd;
+                    ks[x] = K.data() + size_t(x) * n * esz;
+                    vs[x] = V.data() + size_t(x) * n * esz;
+                    ops::attend_head(qs[x], ks[x], vs[x], dt, hd, lo, hi, 0.125f, scores.data(), out.data() + x * hd);
+                    ops::ref::attend_head(qs[x], ks[x], vs[x], dt, hd, lo, hi, 0.125f, ref.data() + x * hd);
+                }
                 // fp32 scores of magnitude ~50 carry absolute errors ~1e-5 into exp(): the
                 // tolerance grows with them (the reference is double throughout).
                 const float tol = qscale > 1.0f ? 1e-4f : 1e-5f;
-                for (size_t i = 0; i < q.size(); i++) {
-                    const float t = tol + tol * std::abs(ref[i]);
-                    EXPECT_NEAR(out[i], ref[i], t) << dtype_name(dt) << " hd " << hd << " [" << lo << "," << hi
-                                                   << ") q x" << qscale << " head " << i / size_t(hd);
-                    EXPECT_NEAR(pair[i], ref[i], t) << "pair: " << dtype_name(dt) << " hd " << hd << " [" << lo << ","
-                                                    << hi << ") q x" << qscale << " head " << i / size_t(hd);
+                for (size_t i = 0; i < q.size(); i++)
+                    EXPECT_NEAR(out[i], ref[i], tol + tol * std::abs(ref[i]))
+                        << dtype_name(dt) << " hd " << hd << " [" << lo << "," << hi << ") q x" << qscale << " head "
+                        << i / size_t(hd);
+                for (int group = 1; group <= G; group++) {
+                    std::fill(grouped.begin(), grouped.end(), NAN);
+                    for (int h0 = 0; h0 < G; h0 += group) {
+                        const int m = std::min(group, G - h0);
+                        float* os[G];
+                        for (int x = 0; x < m; x++) os[x] = grouped.data() + (h0 + x) * hd;
+                        ops::attend_heads(m, qs + h0, ks + h0, vs + h0, dt, hd, lo, hi, 0.125f, scores.data(), os);
+                    }
+                    // The same arithmetic in the same order as one head alone: equal bits.
+                    for (size_t i = 0; i < q.size(); i++)
+                        ASSERT_EQ(grouped[i], out[i]) << "group of " << group << ": " << dtype_name(dt) << " hd " << hd
+                                                      << " [" << lo << "," << hi << ") head " << i / size_t(hd);
                 }
             }
 }

@@ -598,26 +598,33 @@ HwInfo probe_hardware(int threads, bool quick) {
 
 struct BandwidthSampler::Impl {
     std::unique_ptr<BigBuffer> buf;
-    int threads, streams;
+    int threads;
     std::vector<double> gbs;
+    std::map<int, int> wins;
 };
 
-BandwidthSampler::BandwidthSampler(int threads, int streams_per_thread, bool quick) {
+BandwidthSampler::BandwidthSampler(int threads, bool quick) {
     if (threads <= 0) threads = affinity_cpus();
-    if (streams_per_thread != 1 && streams_per_thread != 2 && streams_per_thread != 4 && streams_per_thread != 8)
-        fail("bandwidth sampler: {} streams per thread; expected 1, 2, 4 or 8", streams_per_thread);
-    impl_.reset(new Impl{probe_buffer(threads, quick, ram_bytes()), threads, streams_per_thread, {}});
+    impl_.reset(new Impl{probe_buffer(threads, quick, ram_bytes()), threads, {}, {}});
 }
 
 BandwidthSampler::~BandwidthSampler() = default;
 
 double BandwidthSampler::sample() {
-    const double g = bandwidth_pass(*impl_->buf, impl_->threads, impl_->streams);
-    impl_->gbs.push_back(g);
-    return g;
+    double best = 0;
+    int best_k = 0;
+    for (int k : kStreamCounts) {
+        const double g = bandwidth_pass(*impl_->buf, impl_->threads, k);
+        if (g > best) best = g, best_k = k;
+    }
+    impl_->gbs.push_back(best);
+    impl_->wins[best_k]++;
+    return best;
 }
 
 Measure BandwidthSampler::samples() const { return summarize(impl_->gbs); }
+
+std::map<int, int> BandwidthSampler::wins() const { return impl_->wins; }
 
 // ---- cache file -----------------------------------------------------------------------------
 

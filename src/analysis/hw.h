@@ -57,17 +57,21 @@ HwInfo describe_machine();
 // process may run on). quick: 64 MiB buffer, 3 reps, short FMA runs; for tests and CI.
 HwInfo probe_hardware(int threads, bool quick);
 
-// Read bandwidth sampled again and again during a long measurement, by the probe's method
-// at one stream count: a benchmark that lasts minutes on a machine whose bandwidth drifts
-// by tens of percent is judged against the bandwidth of its own minutes, not of the probe's.
+// Read bandwidth sampled again and again during a long measurement, by the probe's method:
+// a benchmark that lasts minutes on a machine whose bandwidth drifts by tens of percent is
+// judged against the bandwidth of its own minutes, not of the probe's. Each sample is the best
+// of one pass at every stream count the probe tries (1, 2, 4, 8 per thread), as the probe's
+// own figure is: which count reads fastest changes with the machine's phase too.
 // Holds the probe-sized buffer (see bandwidth_buffer_bytes) until destroyed.
 class BandwidthSampler {
 public:
-    BandwidthSampler(int threads, int streams_per_thread, bool quick);
+    BandwidthSampler(int threads, bool quick);
     ~BandwidthSampler();
 
-    double sample();            // one timed pass over the buffer, GB/s (1e9); kept
+    double sample();            // the best of one pass per stream count, GB/s (1e9); kept
     Measure samples() const;    // the spread of every sample so far (reps = their count)
+    // How many samples each stream count won, indexed by streams per thread (1, 2, 4, 8).
+    std::map<int, int> wins() const;
 
 private:
     struct Impl;

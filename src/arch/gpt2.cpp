@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -12,12 +13,15 @@
 
 namespace kvscope {
 
+// Heads per ops::attend_heads call in a decode or prefill step (docs/KERNELS.md, attention).
+constexpr int kHeadGroup = 2;
+
 Gpt2Model::Gpt2Model(const Gpt2Weights& w, int max_tok, int max_out, int max_slots)
     : w_(w), c_(w.config()), max_tok_(max_tok), max_out_(max_out), max_slots_(max_slots),
       n_threads_(omp_get_max_threads()) {
     const int64_t T = max_tok, d = c_.n_embd;
     const int64_t sizes[] = {T * d, T * d, T * 3 * d, T * d, T * d, T * c_.n_ff,
-                             int64_t(n_threads_) * 2 * max_slots, int64_t(max_out) * d};
+                             int64_t(n_threads_) * kHeadGroup * max_slots, int64_t(max_out) * d};
     int64_t total = 0;
     for (int64_t s : sizes) total += (s + 15) / 16 * 16;  // keep every view 64-byte aligned
     mem_ = make_aligned<float>(size_t(total));
@@ -57,24 +61,26 @@ void Gpt2Model::forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, fl
             const float* q = qkv_ + int64_t(t) * 3 * d;
             cache.write(kl, ub.seq[t], ub.slot[t], q + d, q + 2 * d);              // K, V of token t
         }
-        // Heads two by two (attend_head_pair reads both heads' streams side by side).
-        const int n_pair = (n_head + 1) / 2;
+        // Heads kHeadGroup at a time (attend_heads reads the group's streams side by side).
+        const int n_group = (n_head + kHeadGroup - 1) / kHeadGroup;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
         for (int t = 0; t < T; t++) {
-            for (int hp = 0; hp < n_pair; hp++) {
-                const int s = ub.seq[t], slot = ub.slot[t], h = 2 * hp;
+            for (int g = 0; g < n_group; g++) {
+                const int s = ub.seq[t], slot = ub.slot[t], h0 = g * kHeadGroup;
+                const int n = std::min(kHeadGroup, n_head - h0);
                 const int pad = seqs.pad(s);
                 const int lo = slot < pad ? slot : pad;  // a padding token sees only itself
-                float* scores = scores_ + int64_t(omp_get_thread_num()) * 2 * max_slots_;
-                const float* q = qkv_ + int64_t(t) * 3 * d + h * hd;
-                float* out = att_ + int64_t(t) * d + h * hd;
-                if (h + 1 < n_head)
-                    ops::attend_head_pair(q, q + hd, cache.k(kl, s, h), cache.v(kl, s, h), cache.k(kl, s, h + 1),
-                                          cache.v(kl, s, h + 1), cache.dtype(), hd, lo, slot + 1, scale, scores, out,
-                                          out + hd);
-                else
-                    ops::attend_head(q, cache.k(kl, s, h), cache.v(kl, s, h), cache.dtype(), hd, lo, slot + 1, scale,
-                                     scores, out);
+                const float* q[kHeadGroup];
+                const void *k[kHeadGroup], *v[kHeadGroup];
+                float* out[kHeadGroup];
+                for (int x = 0; x < n; x++) {
+                    q[x] = qkv_ + int64_t(t) * 3 * d + (h0 + x) * hd;
+                    k[x] = cache.k(kl, s, h0 + x);
+                    v[x] = cache.v(kl, s, h0 + x);
+                    out[x] = att_ + int64_t(t) * d + (h0 + x) * hd;
+                }
+                float* scores = scores_ + int64_t(omp_get_thread_num()) * kHeadGroup * max_slots_;
+                ops::attend_heads(n, q, k, v, cache.dtype(), hd, lo, slot + 1, scale, scores, out);
             }
         }
         ops::matmul(att_, T, L.attn_proj, L.attn_proj_b, tmp_);                     // [T, d]

@@ -35,12 +35,13 @@ Bench run_bench(Context& ctx, int P, int N) {
     for (const auto& r : rows) grid.push_back(r.spec);
     std::vector<Result> res;
     analysis::Measure bw;
-    const int streams = ctx.hw.bw_best_streams > 0 ? ctx.hw.bw_best_streams : 4;
+    std::map<int, int> wins;
     {
-        analysis::BandwidthSampler sampler(ctx.threads, streams, ctx.quick);
+        analysis::BandwidthSampler sampler(ctx.threads, ctx.quick);
         res = measure(ctx, "bench", grid, [&sampler] { sampler.sample(); });
         sampler.sample();
         bw = sampler.samples();
+        wins = sampler.wins();
     }
     for (size_t i = 0; i < rows.size(); i++) {
         rows[i].result = res[i];
@@ -58,7 +59,7 @@ Bench run_bench(Context& ctx, int P, int N) {
             rows[i].point.phase = "no-cache step";
         }
     }
-    return {std::move(rows), bw, streams};
+    return {std::move(rows), bw, std::move(wins)};
 }
 
 std::string bench_table(const std::vector<BenchRow>& rows) {

@@ -3,6 +3,7 @@
 // each placed on the roofline of the machine measured in the same run.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,11 +22,12 @@ struct BenchRow {
 
 struct Bench {
     std::vector<BenchRow> rows;
-    // Read GB/s at the probe's best stream count, sampled before every round of repetitions
-    // and once after the last: the memory ceiling of every row's roofline (ctx.hw's figure
-    // is from the probe, minutes earlier on a machine whose bandwidth drifts).
+    // Read GB/s, each sample the best of 1, 2, 4 and 8 streams per thread, sampled before
+    // every round of repetitions and once after the last: the memory ceiling of every row's
+    // roofline (ctx.hw's figure is from the probe, minutes earlier on a machine whose
+    // bandwidth drifts).
     analysis::Measure bw_during;
-    int bw_streams = 0;  // streams per thread of those samples
+    std::map<int, int> bw_wins;  // streams per thread -> samples where that count read fastest
 };
 
 Bench run_bench(Context& ctx, int prompt_len, int new_tokens);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/error.h"
 #include "ops/matmul_simd.h"
 #include "ops/simd.h"
 
@@ -158,13 +159,17 @@ void attend_head(const float* q, const void* K, const void* V, DType dt, int hea
     attend_dispatch<1>(&q, &K, &V, dt, head_dim, lo, hi, scale, scores, &out);
 }
 
-void attend_head_pair(const float* q0, const float* q1, const void* K0, const void* V0, const void* K1, const void* V1,
-                      DType dt, int head_dim, int lo, int hi, float scale, float* scores, float* out0, float* out1) {
-    const float* q[2] = {q0, q1};
-    const void* K[2] = {K0, K1};
-    const void* V[2] = {V0, V1};
-    float* out[2] = {out0, out1};
-    attend_dispatch<2>(q, K, V, dt, head_dim, lo, hi, scale, scores, out);
+void attend_heads(int n, const float* const* q, const void* const* K, const void* const* V, DType dt, int head_dim,
+                  int lo, int hi, float scale, float* scores, float* const* out) {
+    switch (n) {
+        case 1: attend_dispatch<1>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 2: attend_dispatch<2>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 3: attend_dispatch<3>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 4: attend_dispatch<4>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 5: attend_dispatch<5>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 6: attend_dispatch<6>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        default: fail("attend_heads: {} heads in a group; expected 1 to {}", n, kMaxHeadGroup);
+    }
 }
 
 namespace ref {

@@ -12,10 +12,12 @@ namespace kvscope::ops {
 void attend_head(const float* q, const void* K, const void* V, DType dt, int head_dim, int lo, int hi, float scale,
                  float* scores, float* out);
 
-// Two heads over the same slots [lo, hi) (two heads of one token), as two attend_head calls
-// but reading both heads' K and V streams side by side. scores: scratch of at least 2 * hi.
-void attend_head_pair(const float* q0, const float* q1, const void* K0, const void* V0, const void* K1, const void* V1,
-                      DType dt, int head_dim, int lo, int hi, float scale, float* scores, float* out0, float* out1);
+// n heads (1 to kMaxHeadGroup) over the same slots [lo, hi) (heads of one token), as n
+// attend_head calls but reading the heads' K and V streams side by side: head x has query
+// q[x], cache rows K[x], V[x] and output out[x]. scores: scratch of at least n * hi floats.
+constexpr int kMaxHeadGroup = 6;
+void attend_heads(int n, const float* const* q, const void* const* K, const void* const* V, DType dt, int head_dim,
+                  int lo, int hi, float scale, float* scores, float* const* out);
 
 namespace ref {
 void attend_head(const float* q, const void* K, const void* V, DType dt, int head_dim, int lo, int hi, float scale,
