@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "ops/attention.h"
+#include "ops/matmul.h"
 #include "ops/norm.h"
 #include "ops/pack.h"
 #include "ops/simd.h"
@@ -33,6 +34,8 @@ Gpt2Model::Gpt2Model(const Gpt2Weights& w, int max_tok, int max_out, int max_slo
         *views[i] = p;
         p += (sizes[i] + 15) / 16 * 16;
     }
+    // The largest product's copy of x (the MLP's down projection, or the LM head's rows).
+    ops::reserve_matmul(std::max<int64_t>(T, max_out), std::max<int64_t>(d, c_.n_ff));
 }
 
 // x = wte[tok] + wpe[pos]: the token's embedding is its output column of the (packed) head.

@@ -23,6 +23,7 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include "core/aligned.h"
 #include "ops/gemv.h"
 #include "ops/matmul_simd.h"
 
@@ -349,28 +350,135 @@ void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* b
         const auto store = [&](int64_t r0, int64_t rows) {
             for (int64_t r = 0; r < rows; r++) std::copy(acc + r * kPanel, acc + r * kPanel + cols, y + (r0 + r) * n_out + o0);
         };
-        if (m <= kChunkedRows) {
-            init(m);
-            for (int64_t k0 = 0; k0 < n_in; k0 += kChunk) {
-                const int64_t k1 = std::min(n_in, k0 + kChunk);
-                for (int64_t r = 0; r < m;) {
-                    const int R = pass_rows(m, m - r);
-                    if (r == 0) panel_rows<D, true>(R, x, n_in, panel, k0, k1, acc);
-                    else panel_rows<D, false>(R, x + r * n_in, n_in, panel, k0, k1, acc + r * kPanel);
-                    r += R;
-                }
-            }
-            store(0, m);
-        } else {  // prefill-sized m
+        init(m);
+        for (int64_t k0 = 0; k0 < n_in; k0 += kChunk) {
+            const int64_t k1 = std::min(n_in, k0 + kChunk);
             for (int64_t r = 0; r < m;) {
                 const int R = pass_rows(m, m - r);
-                init(R);
-                panel_rows<D, false>(R, x + r * n_in, n_in, panel, 0, n_in, acc);
-                store(r, R);
+                if (r == 0) panel_rows<D, true>(R, x, n_in, panel, k0, k1, acc);
+                else panel_rows<D, false>(R, x + r * n_in, n_in, panel, k0, k1, acc + r * kPanel);
                 r += R;
             }
         }
+        store(0, m);
     }
+}
+
+// ---- Prefill-sized m: a GEMM over x packed six rows at a time ------------------------------
+
+// out[r][0..16) = in[r][0..16) + sum_{k < kn} xp[k * 6 + r] * P[k, 0..16) for R <= 6 rows of
+// x packed k-major (six values per k; rows past R unused) over kn rows of one panel. in and
+// out rows are in_stride and out_stride floats apart (in_stride 0: the same row, the bias).
+template <DType D, int R>
+void packed_x_pass(const float* xp, const typename WeightLoad<D>::T* p, int64_t kn, const float* in,
+                   int64_t in_stride, float* out, int64_t out_stride) {
+    using L = WeightLoad<D>;
+    __m256 a[R][2];
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        a[r][0] = _mm256_loadu_ps(in + r * in_stride);
+        a[r][1] = _mm256_loadu_ps(in + r * in_stride + 8);
+    }
+    for (int64_t k = 0; k < kn; k++) {
+        const __m256 w0 = L::load8(p + k * kPanel), w1 = L::load8(p + k * kPanel + 8);
+        #pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            const __m256 xb = _mm256_broadcast_ss(xp + k * 6 + r);
+            a[r][0] = _mm256_fmadd_ps(xb, w0, a[r][0]);
+            a[r][1] = _mm256_fmadd_ps(xb, w1, a[r][1]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        _mm256_storeu_ps(out + r * out_stride, a[r][0]);
+        _mm256_storeu_ps(out + r * out_stride + 8, a[r][1]);
+    }
+}
+
+template <DType D>
+void packed_x_rows(int R, const float* xp, const typename WeightLoad<D>::T* p, int64_t kn, const float* in,
+                   int64_t in_stride, float* out, int64_t out_stride) {
+    switch (R) {
+        case 6: packed_x_pass<D, 6>(xp, p, kn, in, in_stride, out, out_stride); break;
+        case 5: packed_x_pass<D, 5>(xp, p, kn, in, in_stride, out, out_stride); break;
+        case 4: packed_x_pass<D, 4>(xp, p, kn, in, in_stride, out, out_stride); break;
+        case 3: packed_x_pass<D, 3>(xp, p, kn, in, in_stride, out, out_stride); break;
+        case 2: packed_x_pass<D, 2>(xp, p, kn, in, in_stride, out, out_stride); break;
+        default: packed_x_pass<D, 1>(xp, p, kn, in, in_stride, out, out_stride); break;
+    }
+}
+
+// x's rows [6 * b0, 6 * b1) copied k-major into blocks of six rows: block b at xp + b * n_in * 6
+// holds x[6b + r, k] at k * 6 + r (rows past m left unset: never read).
+void pack_x_blocks(const float* x, int64_t m, int64_t n_in, int64_t b0, int64_t b1, float* xp) {
+    for (int64_t b = b0; b < b1; b++) {
+        const int64_t R = std::min<int64_t>(6, m - 6 * b);
+        float* dst = xp + b * n_in * 6;
+        for (int64_t r = 0; r < R; r++) {
+            const float* src = x + (6 * b + r) * n_in;
+            for (int64_t k = 0; k < n_in; k++) dst[k * 6 + r] = src[k];
+        }
+    }
+}
+
+// Panels [p0, p1) against m > kChunkedRows rows of x (prefill, no-cache steps), blocked as a
+// GEMM over x packed by pack_x_blocks: per kBlockK rows of k, each panel's share (16 KiB of
+// fp32) stays in L1 while every block of six rows runs over it, reading its six values per
+// k from one line; x's share of those rows of k (m x 1 KiB) stays in L2 across the panels.
+// y holds the sums between k blocks. Whole-panel passes over x rows read in place (before
+// session 6) left the panel in L2 and the six rows' broadcasts in six lines 3-12 KiB apart.
+constexpr int64_t kBlockK = 256;
+
+template <DType D>
+void gemm_panels(const float* xp, int64_t m, const WeightView& wv, const float* bias, float* y, int64_t p0,
+                 int64_t p1) {
+    using T = typename WeightLoad<D>::T;
+    const T* w = static_cast<const T*>(wv.data);
+    const int64_t n_in = wv.n_in, n_out = wv.n_out, blocks = (m + 5) / 6;
+    alignas(32) static constexpr float kZeros[kPanel] = {};
+    alignas(32) float tile[6 * kPanel];
+    for (int64_t k0 = 0; k0 < n_in; k0 += kBlockK) {
+        const int64_t kn = std::min(kBlockK, n_in - k0);
+        for (int64_t p = p0; p < p1; p++) {
+            const int64_t o0 = p * kPanel, cols = std::min(kPanel, n_out - o0);
+            const T* panel = w + (p * n_in + k0) * kPanel;
+            for (int64_t b = 0; b < blocks; b++) {
+                const int R = int(std::min<int64_t>(6, m - 6 * b));
+                const float* xb = xp + (b * n_in + k0) * 6;
+                float* yb = y + 6 * b * n_out + o0;
+                // The sums so far: the bias (or zero) before the first k block, then y.
+                const float* in = k0 > 0 ? yb : bias ? bias + o0 : kZeros;
+                const int64_t in_stride = k0 > 0 ? n_out : 0;
+                if (cols == kPanel) {
+                    packed_x_rows<D>(R, xb, panel, kn, in, in_stride, yb, n_out);
+                } else {  // the last panel's columns past n_out: computed in a tile, dropped
+                    for (int r = 0; r < R; r++) {
+                        std::copy(in + r * in_stride, in + r * in_stride + cols, tile + r * kPanel);
+                        std::fill(tile + r * kPanel + cols, tile + (r + 1) * kPanel, 0.0f);
+                    }
+                    packed_x_rows<D>(R, xb, panel, kn, tile, kPanel, tile, kPanel);
+                    for (int r = 0; r < R; r++) std::copy(tile + r * kPanel, tile + r * kPanel + cols, yb + r * n_out);
+                }
+            }
+        }
+    }
+}
+
+// The calling thread's buffer for x packed by pack_x_blocks, grown on demand (the model
+// reserves its largest at construction, so forward passes do not allocate).
+struct PackedX {
+    AlignedArray<float> buf;
+    size_t floats = 0;
+};
+thread_local PackedX t_packed_x;
+
+float* packed_x_buffer(int64_t m, int64_t n_in) {
+    const size_t need = size_t((m + 5) / 6 * 6 * n_in);
+    if (t_packed_x.floats < need) {
+        t_packed_x.buf = make_aligned<float>(need);
+        t_packed_x.floats = need;
+    }
+    return t_packed_x.buf.get();
 }
 
 // ---- NK ----------------------------------------------------------------------------------
@@ -445,10 +553,18 @@ void gemv_nk(const float* x, int64_t m, const WeightView& wv, const float* bias,
 template <DType D>
 void gemv_typed(const float* x, int64_t m, const WeightView& w, const float* bias, float* y) {
     const bool parallel = w.n_in * w.n_out * m >= kMinParallelWork;
+    const bool gemm = w.layout == Layout::Packed && m > kChunkedRows;
+    float* xp = gemm ? packed_x_buffer(m, w.n_in) : nullptr;
 #pragma omp parallel if (parallel)
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
-        if (w.layout == Layout::Packed) {
+        if (gemm) {
+            const Range br = split((m + 5) / 6, 1, nt, t);
+            pack_x_blocks(x, m, w.n_in, br.begin, br.end, xp);
+#pragma omp barrier
+            const Range pr = split(packed_panels(w.n_out), 1, nt, t);
+            if (pr.begin < pr.end) gemm_panels<D>(xp, m, w, bias, y, pr.begin, pr.end);
+        } else if (w.layout == Layout::Packed) {
             // Whole panels per thread: each thread owns one contiguous block.
             const Range pr = split(packed_panels(w.n_out), 1, nt, t);
             if (pr.begin < pr.end) {
@@ -467,6 +583,10 @@ void gemv_typed(const float* x, int64_t m, const WeightView& w, const float* bia
 }
 
 }  // namespace
+
+void reserve_gemm_rows(int64_t m, int64_t n_in) {
+    if (m > kChunkedRows) packed_x_buffer(m, n_in);
+}
 
 void gemv(const float* x, int64_t m, const WeightView& w, const float* bias, float* y) {
     if (m <= 0 || w.n_out <= 0) return;

@@ -45,6 +45,11 @@ namespace ops {
 // Threads: splits work over the OpenMP pool; safe to call from outside a parallel region only.
 void matmul(const float* x, int64_t m, const WeightView& w, const float* bias, float* y);
 
+// Grows the calling thread's scratch for products of up to m rows of n_in inputs (the copy
+// of x that the prefill GEMM on Packed weights works from), so that matmul calls of at most
+// that size from this thread do not allocate. Without it the first larger call grows it.
+void reserve_matmul(int64_t m, int64_t n_in);
+
 namespace ref {
 // Plain scalar reference, the definition every optimized kernel is tested against.
 void matmul(const float* x, int64_t m, const WeightView& w, const float* bias, float* y);
