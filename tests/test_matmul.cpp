@@ -115,7 +115,8 @@ void check(Path p, DType dtype, Layout layout, int64_t m, int64_t n_in, int64_t 
 
 const DType kDTypes[] = {DType::F32, DType::BF16, DType::F16};
 const Layout kLayouts[] = {Layout::KN, Layout::NK, Layout::Packed};
-const int64_t kRows[] = {1, 2, 3, 4, 5, 6, 7, 8, 16, 17, 19, 20, 21, 64, 130};
+// Up to 48 rows the chunked decode path; above, the GEMM, with every row-block remainder (49-53, 130).
+const int64_t kRows[] = {1, 2, 3, 4, 5, 6, 7, 8, 16, 17, 48, 49, 50, 51, 53, 130};
 
 struct Shape {
     int64_t n_in, n_out;

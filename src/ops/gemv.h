@@ -12,7 +12,7 @@ namespace kvscope::ops {
 
 void gemv(const float* x, int64_t m, const WeightView& w, const float* bias, float* y);
 
-// Packed weights with more than 16 rows of x (prefill, no-cache steps) run as a GEMM over a
+// Packed weights with more than 48 rows of x (prefill, no-cache steps) run as a GEMM over a
 // copy of x in blocks of six rows, in a buffer of the calling thread grown on demand; this
 // grows it now for m rows of n_in (ops::reserve_matmul).
 void reserve_gemm_rows(int64_t m, int64_t n_in);

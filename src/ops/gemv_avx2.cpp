@@ -13,8 +13,8 @@
 //   side by side (4 or 2 read streams). Otherwise it reads the run front to back; per panel,
 //   1 to 6 rows of x are multiplied at once with 16 columns in two ymm accumulators per row
 //   (and several accumulator pairs over k when there are few rows, to cover the FMA
-//   latency); with up to 16 rows the passes go chunk by chunk over k and the first one
-//   prefetches ahead.
+//   latency); with up to 48 rows the passes go chunk by chunk over k and the first one
+//   prefetches ahead. Above that, a GEMM over x copied k-major in blocks of six rows.
 // NK ([n_out, n_in], y = x @ W^T): each thread owns a range of output rows and computes 4
 //   dot products at once (4 streams), for up to 3 rows of x per pass so that the 4 weight
 //   rows are converted from memory once and re-read from L1 for the next rows of x.
@@ -313,10 +313,9 @@ void gemv_few_rows(const float* x, int64_t m, const WeightView& wv, const float*
     }
 }
 
-// Panels [p0, p1) against m > kFewRows rows of x.
+// Panels [p0, p1) against kFewRows < m <= kChunkedRows rows of x.
 //
-// Batched decode (m up to kChunkedRows) takes two or three passes per panel (8 rows are
-// 6 + 2). Done one whole pass after another, the first would read the panel from memory and
+// Batched decode takes two or more passes per panel (8 rows are 6 + 2). Done one whole pass after another, the first would read the panel from memory and
 // the others from L2, leaving the memory idle during those; instead the panel goes in chunks
 // of kChunk rows of k, every pass over one chunk before the next (the chunk stays in L1), and
 // the first pass prefetches kPrefetchAhead rows ahead so that memory keeps streaming while
@@ -325,11 +324,11 @@ void gemv_few_rows(const float* x, int64_t m, const WeightView& wv, const float*
 // 4 and 6 rows, which would fit one pass, also go this way, in halves: batch-4 steps 11.5 ->
 // 8.4 ms and batch-6 11.9 -> 7.9 ms against one pass (fp32, in-process A/B, 7 rounds).
 // docs/KERNELS.md.
-// Prefill-sized m (more than kChunkedRows) keeps whole-panel passes: chunking up to 64 rows
-// measured no faster for prompts of 32 and 64 tokens, where many passes share each panel's
-// one trip to memory anyway.
+// Up to 48 rows this beats gemm_panels below (fp32, 2 threads, Intel VM: 105/102, 121/114 and
+// 134/128 GFLOP/s at 24, 32 and 48 rows on the QKV / MLP-down shapes against 87/90, 94/96 and
+// 115/107; at 64 rows 122/120 for gemm_panels).
 constexpr int64_t kChunk = 64;
-constexpr int64_t kChunkedRows = 16;
+constexpr int64_t kChunkedRows = 48;
 
 template <DType D>
 void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y, int64_t p0,
