@@ -1,8 +1,7 @@
 // Microbenchmark of attention over the KV cache at decode, as the engine runs it for one
 // token: distilgpt2's 6 layers x 12 heads of head_dim 64, split over the OpenMP team, each
-// head reading its K and V rows once. `attention/...` takes the heads two by two
-// (ops::attend_head_pair, what the engine calls); `attention_single/...` one by one
-// (ops::attend_head). Reports the KV bytes read
+// head reading its K and V rows once. `attention/<dtype>/keys:K/heads:N` takes the heads N at
+// a time (ops::attend_heads; the engine uses N = 2). Reports the KV bytes read
 // per second, next to a plain AVX2 sum over the same per-head blocks in the same order (the
 // most this access pattern can read on this machine). The cache is cold, as in a decode step
 // between two layers' weights: iterations cycle through copies that outgrow the caches.

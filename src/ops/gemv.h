@@ -1,7 +1,7 @@
 // Register-blocked matrix products (internal to ops). Every weight element is read from
 // memory once and applied to all m rows: at decode sizes (m = a handful of sequences) the
-// cost is streaming the weight bytes; on Packed weights the same kernel is also the prefill
-// GEMM (6 rows x 16 columns per block, near the FMA peak). Same contract as ops::matmul.
+// cost is streaming the weight bytes; on Packed weights, above 48 rows, a GEMM with the same
+// 6 rows x 16 columns register block serves prefill. Same contract as ops::matmul.
 #pragma once
 
 #include <cstdint>

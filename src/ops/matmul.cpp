@@ -1,9 +1,11 @@
 // ops::matmul picks the kernel. Packed weights (what the model uses) always go to the packed
-// kernel of gemv_avx2.cpp: a 6x16 register-blocked product over contiguous panels that
-// streams the weights at m = 1 and measured ~205 GFLOP/s (93% of the FMA peak) at m = 256
-// and 512, ahead of unpacking + OpenBLAS sgemm (150-178 GFLOP/s) at every m from 8 to 512
-// (bench/bench_matmul.cpp crossover/*, docs/KERNELS.md). Unpacked KN/NK views use the
-// decode GEMV for small m and OpenBLAS sgemm (gemm.cpp) above gemv_max_rows.
+// kernels of gemv_avx2.cpp: panels streamed at decode sizes, and above 48 rows a 6x16
+// register-blocked GEMM over a k-major copy of x. Against unpacking + OpenBLAS sgemm they
+// measured ahead at every m from 8 to 512 on an AMD EPYC VM (~205 vs 150-178 GFLOP/s at
+// m = 256-512), and ahead up to m = 128 but behind at 256 and 512 on an Intel VM whose OpenBLAS
+// uses AVX-512 (149-155 vs 190-196 GFLOP/s at m = 512, fp32, 2 threads; docs/KERNELS.md).
+// Unpacked KN/NK views use the decode GEMV for small m and OpenBLAS sgemm (gemm.cpp) above
+// gemv_max_rows.
 #include "ops/matmul.h"
 
 #include "core/error.h"
