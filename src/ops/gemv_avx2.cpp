@@ -201,6 +201,21 @@ void panel_rows(int R, const float* x, int64_t n_in, const typename WeightLoad<D
     }
 }
 
+// acc rows [0, m) (kPanel floats apart) <- the bias of panel columns [o0, o0 + cols), zero
+// past them (or everywhere without a bias).
+void init_rows(float* acc, int64_t m, const float* bias, int64_t o0, int64_t cols) {
+    for (int64_t r = 0; r < m; r++) {
+        float* a = acc + r * kPanel;
+        std::fill(a, a + kPanel, 0.0f);
+        if (bias) std::copy(bias + o0, bias + o0 + cols, a);
+    }
+}
+
+// y[r, o0 .. o0 + cols) <- acc row r, for rows [0, m): a panel's real columns.
+void store_rows(const float* acc, int64_t m, float* y, int64_t n_out, int64_t o0, int64_t cols) {
+    for (int64_t r = 0; r < m; r++) std::copy(acc + r * kPanel, acc + r * kPanel + cols, y + r * n_out + o0);
+}
+
 // ---- Few rows of x: several panels at once ------------------------------------------------
 
 // acc[s][r * 16 + (0..16)] += sum_k x[r, k] * P_s[k, 0..16) for R rows of x and S panels read
@@ -285,12 +300,8 @@ void gemv_few_rows(const float* x, int64_t m, const WeightView& wv, const float*
         for (int s = 0; s < P; s++) {
             if (start(s) + i >= start(s + 1)) continue;
             idx[S] = p0 + start(s) + i;
-            const int64_t o0 = idx[S] * kPanel, cols = std::min(kPanel, n_out - o0);
-            for (int64_t r = 0; r < m; r++) {
-                float* a = acc[S] + r * kPanel;
-                std::fill(a, a + kPanel, 0.0f);
-                if (bias) std::copy(bias + o0, bias + o0 + cols, a);
-            }
+            const int64_t o0 = idx[S] * kPanel;
+            init_rows(acc[S], m, bias, o0, std::min(kPanel, n_out - o0));
             panel[S] = w + idx[S] * n_in * kPanel;
             accp[S] = acc[S];
             S++;
@@ -306,9 +317,8 @@ void gemv_few_rows(const float* x, int64_t m, const WeightView& wv, const float*
             default: panels_side_by_side<D, 3, 1, 2>(x, n_in, panel, accp); break;  // m = 3, S = 1
         }
         for (int s = 0; s < S; s++) {
-            const int64_t o0 = idx[s] * kPanel, cols = std::min(kPanel, n_out - o0);
-            for (int64_t r = 0; r < m; r++)
-                std::copy(acc[s] + r * kPanel, acc[s] + r * kPanel + cols, y + r * n_out + o0);
+            const int64_t o0 = idx[s] * kPanel;
+            store_rows(acc[s], m, y, n_out, o0, std::min(kPanel, n_out - o0));
         }
     }
 }
@@ -342,9 +352,7 @@ void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* b
         const T* panel = w + p * n_in * kPanel;
         const int64_t o0 = p * kPanel, cols = std::min(kPanel, n_out - o0);
         // Accumulators start from the bias; y receives the panel's (up to 16) real columns.
-        alignas(32) float b[kPanel] = {};
-        if (bias) std::copy(bias + o0, bias + o0 + cols, b);
-        for (int64_t r = 0; r < m; r++) std::copy(b, b + kPanel, acc + r * kPanel);
+        init_rows(acc, m, bias, o0, cols);
         for (int64_t k0 = 0; k0 < n_in; k0 += kChunk) {
             const int64_t k1 = std::min(n_in, k0 + kChunk);
             for (int64_t r = 0; r < m;) {
@@ -354,11 +362,14 @@ void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* b
                 r += R;
             }
         }
-        for (int64_t r = 0; r < m; r++) std::copy(acc + r * kPanel, acc + r * kPanel + cols, y + r * n_out + o0);
+        store_rows(acc, m, y, n_out, o0, cols);
     }
 }
 
 // ---- Prefill-sized m: a GEMM over x packed six rows at a time ------------------------------
+
+constexpr int64_t kXRows = 6;  // rows of x per packed block: the 6x16 register block
+int64_t x_blocks(int64_t m) { return (m + kXRows - 1) / kXRows; }
 
 // out[r][0..16) = in[r][0..16) + sum_{k < kn} xp[k * 6 + r] * P[k, 0..16) for R <= 6 rows of
 // x packed k-major (six values per k; rows past R unused) over kn rows of one panel. in and
@@ -377,7 +388,7 @@ void packed_x_pass(const float* xp, const typename WeightLoad<D>::T* p, int64_t 
         const __m256 w0 = L::load8(p + k * kPanel), w1 = L::load8(p + k * kPanel + 8);
         #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
-            const __m256 xb = _mm256_broadcast_ss(xp + k * 6 + r);
+            const __m256 xb = _mm256_broadcast_ss(xp + k * kXRows + r);
             a[r][0] = _mm256_fmadd_ps(xb, w0, a[r][0]);
             a[r][1] = _mm256_fmadd_ps(xb, w1, a[r][1]);
         }
@@ -406,11 +417,11 @@ void packed_x_rows(int R, const float* xp, const typename WeightLoad<D>::T* p, i
 // holds x[6b + r, k] at k * 6 + r (rows past m left unset: never read).
 void pack_x_blocks(const float* x, int64_t m, int64_t n_in, int64_t b0, int64_t b1, float* xp) {
     for (int64_t b = b0; b < b1; b++) {
-        const int64_t R = std::min<int64_t>(6, m - 6 * b);
-        float* dst = xp + b * n_in * 6;
+        const int64_t R = std::min(kXRows, m - kXRows * b);
+        float* dst = xp + b * n_in * kXRows;
         for (int64_t r = 0; r < R; r++) {
-            const float* src = x + (6 * b + r) * n_in;
-            for (int64_t k = 0; k < n_in; k++) dst[k * 6 + r] = src[k];
+            const float* src = x + (kXRows * b + r) * n_in;
+            for (int64_t k = 0; k < n_in; k++) dst[k * kXRows + r] = src[k];
         }
     }
 }
@@ -428,18 +439,18 @@ void gemm_panels(const float* xp, int64_t m, const WeightView& wv, const float* 
                  int64_t p1) {
     using T = typename WeightLoad<D>::T;
     const T* w = static_cast<const T*>(wv.data);
-    const int64_t n_in = wv.n_in, n_out = wv.n_out, blocks = (m + 5) / 6;
+    const int64_t n_in = wv.n_in, n_out = wv.n_out, blocks = x_blocks(m);
     alignas(32) static constexpr float kZeros[kPanel] = {};
-    alignas(32) float tile[6 * kPanel];
+    alignas(32) float tile[kXRows * kPanel];
     for (int64_t k0 = 0; k0 < n_in; k0 += kBlockK) {
         const int64_t kn = std::min(kBlockK, n_in - k0);
         for (int64_t p = p0; p < p1; p++) {
             const int64_t o0 = p * kPanel, cols = std::min(kPanel, n_out - o0);
             const T* panel = w + (p * n_in + k0) * kPanel;
             for (int64_t b = 0; b < blocks; b++) {
-                const int R = int(std::min<int64_t>(6, m - 6 * b));
-                const float* xb = xp + (b * n_in + k0) * 6;
-                float* yb = y + 6 * b * n_out + o0;
+                const int R = int(std::min(kXRows, m - kXRows * b));
+                const float* xb = xp + (b * n_in + k0) * kXRows;
+                float* yb = y + kXRows * b * n_out + o0;
                 // The sums so far: the bias (or zero) before the first k block, then y.
                 const float* in = k0 > 0 ? yb : bias ? bias + o0 : kZeros;
                 const int64_t in_stride = k0 > 0 ? n_out : 0;
@@ -467,7 +478,7 @@ struct PackedX {
 thread_local PackedX t_packed_x;
 
 float* packed_x_buffer(int64_t m, int64_t n_in) {
-    const size_t need = size_t((m + 5) / 6 * 6 * n_in);
+    const size_t need = size_t(x_blocks(m) * kXRows * n_in);
     if (t_packed_x.floats < need) {
         t_packed_x.buf = make_aligned<float>(need);
         t_packed_x.floats = need;
@@ -553,7 +564,7 @@ void gemv_typed(const float* x, int64_t m, const WeightView& w, const float* bia
     {
         const int nt = omp_get_num_threads(), t = omp_get_thread_num();
         if (gemm) {
-            const Range br = split((m + 5) / 6, 1, nt, t);
+            const Range br = split(x_blocks(m), 1, nt, t);
             pack_x_blocks(x, m, w.n_in, br.begin, br.end, xp);
 #pragma omp barrier
             const Range pr = split(packed_panels(w.n_out), 1, nt, t);
