@@ -29,6 +29,7 @@
 #include <immintrin.h>
 #include <omp.h>
 
+#include "core/aligned.h"
 #include "core/dtype.h"
 #include "ops/convert.h"
 #include "ops/gemm.h"
@@ -57,9 +58,10 @@ const Shape kShapes[] = {
     {"mlp_proj", Layout::KN, 3072, 768}, {"lm_head", Layout::NK, 768, 50257},
 };
 
-// Several copies of one random weight in `dtype`, 64-byte aligned, filling kColdBytes.
+// Several copies of one random weight in `dtype`, 64-byte aligned, filling kColdBytes, back
+// to back in one buffer on huge pages (as the model's weights are: core/aligned.h).
 struct ColdWeights {
-    std::vector<std::vector<uint8_t>> copies;
+    AlignedArray<uint8_t> copies;
     std::vector<WeightView> views;
     int64_t next = 0;
 
@@ -71,10 +73,10 @@ struct ColdWeights {
         std::uniform_real_distribution<float> dist(-0.05f, 0.05f);
         std::vector<float> f(size_t(s.n_in * s.n_out));
         for (float& v : f) v = dist(rng);
+        const int64_t stride = (bytes + 63) / 64 * 64;
+        copies = make_aligned<uint8_t>(size_t(n_copies * stride));
         for (int64_t c = 0; c < n_copies; c++) {
-            copies.emplace_back(size_t(bytes + 64));
-            uint8_t* p = copies.back().data();
-            p += (64 - reinterpret_cast<uintptr_t>(p) % 64) % 64;
+            uint8_t* p = copies.get() + c * stride;
             auto* p16 = reinterpret_cast<uint16_t*>(p);
             if (s.layout == Layout::Packed)
                 ops::pack_weight({f.data(), DType::F32, Layout::KN, s.n_in, s.n_out}, dtype, p);

@@ -15,6 +15,7 @@
 #include "ops/convert.h"
 #include "ops/gemm.h"
 #include "ops/gemv.h"
+#include "ops/gemv_avx512.h"
 #include "ops/matmul.h"
 #include "ops/pack.h"
 #include "ops/tolerances.h"
@@ -127,7 +128,18 @@ const Shape kOddShapes[] = {{67, 131}, {1, 1}, {3, 5}, {9, 7}, {16, 16}, {130, 6
 const Shape kModelShapesKN[] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}};
 const Shape kLmHead = {768, 50257};
 
-TEST(MatmulTest, OddShapesEveryPath) {
+// These tests hold ops::gemv to its AVX2 kernels, so that they are checked on every CPU;
+// MatmulAvx512 below checks the AVX-512 batched-decode kernel where the CPU has it.
+class MatmulTest : public ::testing::Test {
+protected:
+    void SetUp() override { saved_ = ops::avx512::set_enabled(false); }
+    void TearDown() override { ops::avx512::set_enabled(saved_); }
+
+private:
+    bool saved_ = false;
+};
+
+TEST_F(MatmulTest, OddShapesEveryPath) {
     for (Path p : {Path::Gemv, Path::Gemm, Path::Dispatch})
         for (DType dt : kDTypes)
             for (Layout l : kLayouts)
@@ -135,7 +147,7 @@ TEST(MatmulTest, OddShapesEveryPath) {
                     for (int64_t m : kRows) check(p, dt, l, m, s.n_in, s.n_out, /*with_bias=*/m % 2 == 1);
 }
 
-TEST(MatmulTest, ModelShapes) {
+TEST_F(MatmulTest, ModelShapes) {
     for (DType dt : kDTypes)
         for (Layout l : kLayouts)
             for (const Shape& s : kModelShapesKN) {
@@ -144,7 +156,7 @@ TEST(MatmulTest, ModelShapes) {
             }
 }
 
-TEST(MatmulTest, LmHead) {
+TEST_F(MatmulTest, LmHead) {
     for (DType dt : kDTypes)
         for (Layout l : {Layout::NK, Layout::Packed}) {
             for (int64_t m : {1, 5}) check(Path::Gemv, dt, l, m, kLmHead.n_in, kLmHead.n_out, false, true);
@@ -155,7 +167,7 @@ TEST(MatmulTest, LmHead) {
 // Packing is a pure rearrangement (plus a rounding when the dtype narrows): the same matrix
 // packed from its KN and its NK form gives the same bytes, every element lands where
 // WeightView::index says, the padding is zero, and weight_column reads an output back.
-TEST(MatmulTest, PackingRearrangesExactly) {
+TEST_F(MatmulTest, PackingRearrangesExactly) {
     for (DType dt : kDTypes)
         for (const Shape& s : {Shape{7, 33}, Shape{16, 16}, Shape{5, 1}, Shape{40, 50}}) {
             std::mt19937 rng(uint32_t(s.n_in * 100 + s.n_out));
@@ -201,7 +213,7 @@ TEST(MatmulTest, PackingRearrangesExactly) {
         }
 }
 
-TEST(MatmulTest, DispatchAroundThreshold) {
+TEST_F(MatmulTest, DispatchAroundThreshold) {
     for (DType dt : kDTypes) {
         const int64_t t = ops::gemv_max_rows(dt);
         for (Layout l : kLayouts)
@@ -213,7 +225,7 @@ TEST(MatmulTest, DispatchAroundThreshold) {
 // The kernels split work over omp_get_max_threads() of the caller: results must be right
 // for any team size, including more threads than cores and teams that leave threads idle
 // (53 rows: the GEMM path, where the team copies x and meets at a barrier first).
-TEST(MatmulTest, AnyThreadCount) {
+TEST_F(MatmulTest, AnyThreadCount) {
     const int saved = omp_get_max_threads();
     for (int nt : {1, 2, 3, 7}) {
         omp_set_num_threads(nt);
@@ -229,7 +241,7 @@ TEST(MatmulTest, AnyThreadCount) {
 // one from each part: every count of panels per thread (parts of unequal length, fewer panels
 // than parts) must cover each column exactly once, for every row. n_in is large enough for a
 // 2-thread split (the kernels stay on one thread below 65536 multiply-adds).
-TEST(MatmulTest, FewRowsEveryPanelCount) {
+TEST_F(MatmulTest, FewRowsEveryPanelCount) {
     const int saved = omp_get_max_threads();
     for (int nt : {1, 2}) {
         omp_set_num_threads(nt);
@@ -241,7 +253,7 @@ TEST(MatmulTest, FewRowsEveryPanelCount) {
     omp_set_num_threads(saved);
 }
 
-TEST(MatmulTest, EmptyInput) {
+TEST_F(MatmulTest, EmptyInput) {
     // n_in == 0: y is the bias (or zero), on both paths.
     const std::vector<float> bias = {1.0f, 2.0f, 3.0f};
     for (Path p : {Path::Gemv, Path::Gemm})
@@ -253,7 +265,7 @@ TEST(MatmulTest, EmptyInput) {
         }
 }
 
-TEST(MatmulTest, RejectsUnsupportedDType) {
+TEST_F(MatmulTest, RejectsUnsupportedDType) {
     WeightView w{nullptr, DType::I8, Layout::KN, 4, 4};
     float x[4] = {}, y[4] = {};
     EXPECT_ANY_THROW(ops::matmul(x, 1, w, nullptr, y));
@@ -288,6 +300,52 @@ std::vector<float> tricky_floats(size_t n_random) {
     std::mt19937 rng(7);
     for (size_t i = 0; i < n_random; i++) v.push_back(from_bits(rng()));
     return v;
+}
+
+// The AVX-512 kernel for 4 to 48 rows of x on Packed weights (ops::avx512, used by default
+// where the CPU has it): every row count through both of its paths (up to 12 rows in one pass
+// over 3 or 2 panels side by side, more in chunked passes), odd and model shapes, any team
+// size, and every count of panels per thread against the side-by-side parts.
+class MatmulAvx512 : public ::testing::Test {
+protected:
+    void SetUp() override {
+        if (!ops::avx512::available()) GTEST_SKIP() << "this CPU (or OS) has no AVX-512 F/BW/VL";
+        saved_ = ops::avx512::set_enabled(true);
+        ASSERT_TRUE(ops::avx512::enabled());
+    }
+    void TearDown() override {
+        if (ops::avx512::available()) ops::avx512::set_enabled(saved_);
+    }
+
+private:
+    bool saved_ = false;
+};
+
+TEST_F(MatmulAvx512, EveryRowCountOddAndModelShapes) {
+    for (DType dt : kDTypes) {
+        for (const Shape& s : kOddShapes)
+            for (int64_t m = 4; m <= 48; m++) check(Path::Gemv, dt, Layout::Packed, m, s.n_in, s.n_out, m % 2 == 1);
+        for (const Shape& s : kModelShapesKN)
+            for (int64_t m : {4, 8, 12, 13, 48}) check(Path::Gemv, dt, Layout::Packed, m, s.n_in, s.n_out, m != 8);
+        check(Path::Gemv, dt, Layout::Packed, 8, kLmHead.n_in, kLmHead.n_out, false);
+    }
+}
+
+TEST_F(MatmulAvx512, AnyThreadCountEveryPanelCount) {
+    const int saved = omp_get_max_threads();
+    for (int nt : {1, 2, 3, 7}) {
+        omp_set_num_threads(nt);
+        for (DType dt : kDTypes)
+            for (int64_t m : {5, 8, 11, 20}) check(Path::Gemv, dt, Layout::Packed, m, 259, 517, true);
+    }
+    for (int nt : {1, 2}) {
+        omp_set_num_threads(nt);
+        for (DType dt : kDTypes)
+            for (int64_t panels = 1; panels <= 2 * 7; panels++)
+                for (int64_t m : {4, 8, 9, 12})
+                    check(Path::Gemv, dt, Layout::Packed, m, 4099, panels * kPanel - 5, panels % 2 == 0);
+    }
+    omp_set_num_threads(saved);
 }
 
 TEST(ConvertTest, F32ToBf16MatchesScalarAllTails) {

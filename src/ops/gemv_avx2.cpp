@@ -25,6 +25,7 @@
 
 #include "core/aligned.h"
 #include "ops/gemv.h"
+#include "ops/gemv_avx512.h"
 #include "ops/matmul_simd.h"
 
 namespace kvscope::ops {
@@ -340,6 +341,7 @@ void gemv_few_rows(const float* x, int64_t m, const WeightView& wv, const float*
 // 115/107; at 64 rows 122/120 for gemm_panels).
 constexpr int64_t kChunk = 64;
 constexpr int64_t kChunkedRows = 48;
+static_assert(kChunkedRows == avx512::kMaxRows, "both batched-decode kernels take the same rows");
 
 template <DType D>
 void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y, int64_t p0,
@@ -574,6 +576,7 @@ void gemv_typed(const float* x, int64_t m, const WeightView& w, const float* bia
             const Range pr = split(packed_panels(w.n_out), 1, nt, t);
             if (pr.begin < pr.end) {
                 if (m <= kFewRows) gemv_few_rows<D>(x, m, w, bias, y, pr.begin, pr.end);
+                else if (avx512::enabled()) avx512::gemv_packed(x, m, w, bias, y, pr.begin, pr.end);
                 else gemv_packed<D>(x, m, w, bias, y, pr.begin, pr.end);
             }
         } else if (w.layout == Layout::KN) {

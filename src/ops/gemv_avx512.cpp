@@ -1,0 +1,297 @@
+// Batched decode (4 to 48 rows of x) on Packed weights with AVX-512, where the CPU has it.
+//
+// A 16-column panel row is one zmm register, so a pass holds up to 12 rows of x in 12 (or,
+// with two accumulators per row, 16) registers and each weight vector is loaded and widened
+// once for all of them: per 64 bytes of fp32 weights, 8 rows take 8 FMAs against the AVX2
+// kernel's 16 and no second pass. The AVX2 kernel (gemv_avx2.cpp) stays the path on every
+// other CPU. Only these functions are compiled for AVX-512 (a target attribute, not a
+// file-wide -mavx512f, so that no inline function shared with the AVX2 code is built with
+// 512-bit instructions).
+#include "ops/gemv_avx512.h"
+
+// GCC 12 warns inside its own avx512fintrin.h (_mm512_undefined_ps behind _mm512_set1_ps and
+// the conversions: "'__Y' may be used uninitialized"), a false positive of the header.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <string>
+#include <cpuid.h>
+
+#include <immintrin.h>
+
+#include "core/dtype.h"
+
+#define KVSCOPE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+namespace kvscope::ops::avx512 {
+namespace {
+
+bool cpu_has_avx512() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false;  // OSXSAVE
+    // The OS must save the opmask and all 32 zmm registers (XCR0 bits 5, 6, 7) with x87/SSE/AVX.
+    unsigned lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0xe6u) != 0xe6u) return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return (b & (1u << 16)) && (b & (1u << 30)) && (b & (1u << 31));  // F, BW, VL
+}
+
+bool enabled_at_start() {
+    const char* env = std::getenv("KVSCOPE_AVX512");
+    return cpu_has_avx512() && !(env && std::string(env) == "0");
+}
+
+std::atomic<bool> g_enabled{enabled_at_start()};
+
+template <DType D> struct Load16;
+template <> struct Load16<DType::F32> {
+    using T = float;
+    KVSCOPE_AVX512 static __m512 load(const float* p) { return _mm512_loadu_ps(p); }
+};
+template <> struct Load16<DType::BF16> {
+    using T = uint16_t;
+    KVSCOPE_AVX512 static __m512 load(const uint16_t* p) {
+        const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+    }
+};
+template <> struct Load16<DType::F16> {
+    using T = uint16_t;
+    KVSCOPE_AVX512 static __m512 load(const uint16_t* p) {
+        return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    }
+};
+
+constexpr int64_t kPanel16 = 16;
+static_assert(kPanel16 == kPanel, "one zmm register per panel row");
+
+// acc[r * 16 + (0..16)] += sum over k in [k0, k1) of x[r, k] * P[k, 0..16), R rows of x, U
+// accumulators per row over k. With Prefetch, each k also requests the panel row
+// kPrefetchAhead rows further on.
+constexpr int64_t kPrefetchAhead = 256;
+
+template <DType D, int R, int U, bool Prefetch>
+KVSCOPE_AVX512 void pass(const float* x, int64_t n_in, const typename Load16<D>::T* p, int64_t k0, int64_t k1,
+                         float* acc) {
+    static_assert(R * U <= 24, "accumulators, a weight vector and a broadcast fit 32 zmm registers");
+    __m512 a[R][U];
+    for (int r = 0; r < R; r++) {
+        a[r][0] = _mm512_loadu_ps(acc + r * kPanel);
+        for (int u = 1; u < U; u++) a[r][u] = _mm512_setzero_ps();
+    }
+    int64_t k = k0;
+    for (; k + U <= k1; k += U) {
+        for (int u = 0; u < U; u++) {
+            if constexpr (Prefetch)
+                _mm_prefetch(reinterpret_cast<const char*>(p + (k + u + kPrefetchAhead) * kPanel), _MM_HINT_T0);
+            const __m512 w = Load16<D>::load(p + (k + u) * kPanel);
+            for (int r = 0; r < R; r++) a[r][u] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * n_in + k + u]), w, a[r][u]);
+        }
+    }
+    for (; k < k1; k++) {
+        const __m512 w = Load16<D>::load(p + k * kPanel);
+        for (int r = 0; r < R; r++) a[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * n_in + k]), w, a[r][0]);
+    }
+    for (int r = 0; r < R; r++) {
+        for (int u = 1; u < U; u++) a[r][0] = _mm512_add_ps(a[r][0], a[r][u]);
+        _mm512_storeu_ps(acc + r * kPanel, a[r][0]);
+    }
+}
+
+// The same for S panels read side by side (S streams), one accumulator per row and panel.
+template <DType D, int R, int S, bool Prefetch>
+KVSCOPE_AVX512 void pass_side_by_side(const float* x, int64_t n_in, const typename Load16<D>::T* const* p,
+                                      float* const* acc) {
+    static_assert(R * S <= 24, "accumulators, weight vectors and a broadcast fit 32 zmm registers");
+    __m512 a[S][R];
+    for (int s = 0; s < S; s++)
+        for (int r = 0; r < R; r++) a[s][r] = _mm512_loadu_ps(acc[s] + r * kPanel);
+    for (int64_t k = 0; k < n_in; k++) {
+        __m512 w[S];
+        for (int s = 0; s < S; s++) {
+            if constexpr (Prefetch)
+                _mm_prefetch(reinterpret_cast<const char*>(p[s] + (k + kPrefetchAhead) * kPanel), _MM_HINT_T0);
+            w[s] = Load16<D>::load(p[s] + k * kPanel);
+        }
+        for (int r = 0; r < R; r++) {
+            const __m512 xb = _mm512_set1_ps(x[r * n_in + k]);
+            for (int s = 0; s < S; s++) a[s][r] = _mm512_fmadd_ps(xb, w[s], a[s][r]);
+        }
+    }
+    for (int s = 0; s < S; s++)
+        for (int r = 0; r < R; r++) _mm512_storeu_ps(acc[s] + r * kPanel, a[s][r]);
+}
+
+// Up to kPassRows rows per pass; up to 8 rows take two accumulators each over k (FMA latency).
+constexpr int kPassRows = 12;
+
+template <DType D, bool Prefetch>
+KVSCOPE_AVX512 void pass_rows(int R, const float* x, int64_t n_in, const typename Load16<D>::T* p, int64_t k0,
+                              int64_t k1, float* acc) {
+    switch (R) {
+        case 12: pass<D, 12, 1, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 11: pass<D, 11, 1, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 10: pass<D, 10, 1, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 9: pass<D, 9, 1, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 8: pass<D, 8, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 7: pass<D, 7, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 6: pass<D, 6, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 5: pass<D, 5, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 4: pass<D, 4, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 3: pass<D, 3, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        case 2: pass<D, 2, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
+        default: pass<D, 1, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
+    }
+}
+
+// Rows per pass for m rows with `left` still to do: equal passes of at most kPassRows.
+int rows_per_pass(int64_t m, int64_t left) {
+    const int64_t passes = (m + kPassRows - 1) / kPassRows;
+    return int(std::min<int64_t>(left, (m + passes - 1) / passes));
+}
+
+// acc rows [0, m) (kPanel floats apart) <- the bias of panel columns [o0, o0 + cols), zero
+// past them (or everywhere without a bias).
+void init_rows(float* acc, int64_t m, const float* bias, int64_t o0, int64_t cols) {
+    for (int64_t r = 0; r < m; r++) {
+        float* a = acc + r * kPanel;
+        std::fill(a, a + kPanel, 0.0f);
+        if (bias) std::copy(bias + o0, bias + o0 + cols, a);
+    }
+}
+
+// y[r, o0 .. o0 + cols) <- acc row r, for rows [0, m): a panel's real columns.
+void store_rows(const float* acc, int64_t m, float* y, int64_t n_out, int64_t o0, int64_t cols) {
+    for (int64_t r = 0; r < m; r++) std::copy(acc + r * kPanel, acc + r * kPanel + cols, y + r * n_out + o0);
+}
+
+// ---- Up to kPassRows rows: one pass, panels side by side -----------------------------------
+
+// Panels read side by side for R rows: as many as 24 accumulators allow, at most 3. Batch-8
+// decode steps, fp32, distilgpt2, Intel VM (kvscope run, 3 alternating rounds, p50): one
+// panel 19.2 / 19.6 / 19.5 ms, 2 side by side 15.6 / 15.8 / 15.8, 3 side by side 15.1 /
+// 15.3 / 15.4; without the prefetch 17.8-18.8 and 17.3-17.9 (docs/KERNELS.md).
+constexpr int kMaxSideBySide = 3;
+constexpr int side_by_side(int R) { return std::min(kMaxSideBySide, 24 / R); }
+
+template <DType D, int R>
+KVSCOPE_AVX512 void rows_side_by_side(int S, const float* x, int64_t n_in, const typename Load16<D>::T* const* p,
+                                      float* const* acc) {
+    if constexpr (side_by_side(R) >= 3)
+        if (S == 3) return pass_side_by_side<D, R, 3, true>(x, n_in, p, acc);
+    if constexpr (side_by_side(R) >= 2)
+        if (S == 2) return pass_side_by_side<D, R, 2, true>(x, n_in, p, acc);
+    pass_side_by_side<D, R, 1, true>(x, n_in, p, acc);
+}
+
+// Panels [p0, p1) against m <= kPassRows rows: the run is cut into S contiguous parts read
+// side by side, panel i of every part at once (as the AVX2 kernel does for 1 to 3 rows).
+template <DType D>
+KVSCOPE_AVX512 void gemv_one_pass(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y,
+                                  int64_t p0, int64_t p1) {
+    using T = typename Load16<D>::T;
+    const T* w = static_cast<const T*>(wv.data);
+    const int64_t n_in = wv.n_in, n_out = wv.n_out, n = p1 - p0;
+    const int P = side_by_side(int(m));
+    // Part s is [p0 + start(s), p0 + start(s + 1)): lengths differ by at most one, longer first.
+    const auto start = [&](int64_t s) { return s * (n / P) + std::min<int64_t>(s, n % P); };
+    alignas(64) float acc[kMaxSideBySide][kPassRows * kPanel];
+    const T* panel[kMaxSideBySide];
+    float* accp[kMaxSideBySide];
+    for (int64_t i = 0; i < (n + P - 1) / P; i++) {
+        int64_t idx[kMaxSideBySide];
+        int S = 0;
+        for (int s = 0; s < P; s++) {
+            if (start(s) + i >= start(s + 1)) continue;
+            idx[S] = p0 + start(s) + i;
+            const int64_t o0 = idx[S] * kPanel;
+            init_rows(acc[S], m, bias, o0, std::min(kPanel, n_out - o0));
+            panel[S] = w + idx[S] * n_in * kPanel;
+            accp[S] = acc[S];
+            S++;
+        }
+        switch (m) {
+            case 1: rows_side_by_side<D, 1>(S, x, n_in, panel, accp); break;
+            case 2: rows_side_by_side<D, 2>(S, x, n_in, panel, accp); break;
+            case 3: rows_side_by_side<D, 3>(S, x, n_in, panel, accp); break;
+            case 4: rows_side_by_side<D, 4>(S, x, n_in, panel, accp); break;
+            case 5: rows_side_by_side<D, 5>(S, x, n_in, panel, accp); break;
+            case 6: rows_side_by_side<D, 6>(S, x, n_in, panel, accp); break;
+            case 7: rows_side_by_side<D, 7>(S, x, n_in, panel, accp); break;
+            case 8: rows_side_by_side<D, 8>(S, x, n_in, panel, accp); break;
+            case 9: rows_side_by_side<D, 9>(S, x, n_in, panel, accp); break;
+            case 10: rows_side_by_side<D, 10>(S, x, n_in, panel, accp); break;
+            case 11: rows_side_by_side<D, 11>(S, x, n_in, panel, accp); break;
+            default: rows_side_by_side<D, 12>(S, x, n_in, panel, accp); break;
+        }
+        for (int s = 0; s < S; s++) {
+            const int64_t o0 = idx[s] * kPanel;
+            store_rows(acc[s], m, y, n_out, o0, std::min(kPanel, n_out - o0));
+        }
+    }
+}
+
+// ---- More rows: passes chunk by chunk over one panel -----------------------------------------
+
+// The passes over a panel go chunk by chunk over k (the chunk stays in L1 for the later
+// passes) and the first prefetches ahead, as in the AVX2 kernel.
+constexpr int64_t kChunk = 64;
+
+template <DType D>
+KVSCOPE_AVX512 void gemv_chunked(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y,
+                                 int64_t p0, int64_t p1) {
+    using T = typename Load16<D>::T;
+    const T* w = static_cast<const T*>(wv.data);
+    const int64_t n_in = wv.n_in, n_out = wv.n_out;
+    alignas(64) float acc[kMaxRows * kPanel];
+    for (int64_t p = p0; p < p1; p++) {
+        const T* panel = w + p * n_in * kPanel;
+        const int64_t o0 = p * kPanel, cols = std::min(kPanel, n_out - o0);
+        init_rows(acc, m, bias, o0, cols);
+        for (int64_t k0 = 0; k0 < n_in; k0 += kChunk) {
+            const int64_t k1 = std::min(n_in, k0 + kChunk);
+            for (int64_t r = 0; r < m;) {
+                const int R = rows_per_pass(m, m - r);
+                if (r == 0) pass_rows<D, true>(R, x, n_in, panel, k0, k1, acc);
+                else pass_rows<D, false>(R, x + r * n_in, n_in, panel, k0, k1, acc + r * kPanel);
+                r += R;
+            }
+        }
+        store_rows(acc, m, y, n_out, o0, cols);
+    }
+}
+
+template <DType D>
+void gemv_typed(const float* x, int64_t m, const WeightView& w, const float* bias, float* y, int64_t p0,
+                int64_t p1) {
+    if (m <= kPassRows) gemv_one_pass<D>(x, m, w, bias, y, p0, p1);
+    else gemv_chunked<D>(x, m, w, bias, y, p0, p1);
+}
+
+}  // namespace
+
+bool available() { return cpu_has_avx512(); }
+
+bool enabled() { return g_enabled.load(std::memory_order_relaxed); }
+
+bool set_enabled(bool on) {
+    const bool was = enabled();
+    g_enabled.store(on && available(), std::memory_order_relaxed);
+    return was;
+}
+
+void gemv_packed(const float* x, int64_t m, const WeightView& w, const float* bias, float* y, int64_t p0, int64_t p1) {
+    switch (w.dtype) {
+        case DType::F32: gemv_typed<DType::F32>(x, m, w, bias, y, p0, p1); break;
+        case DType::BF16: gemv_typed<DType::BF16>(x, m, w, bias, y, p0, p1); break;
+        case DType::F16: gemv_typed<DType::F16>(x, m, w, bias, y, p0, p1); break;
+        default: break;
+    }
+}
+
+}  // namespace kvscope::ops::avx512
