@@ -456,6 +456,18 @@ void gemm_panels(const float* xp, int64_t m, const WeightView& wv, const float* 
                 // The sums so far: the bias (or zero) before the first k block, then y.
                 const float* in = k0 > 0 ? yb : bias ? bias + o0 : kZeros;
                 const int64_t in_stride = k0 > 0 ? n_out : 0;
+                // The next block's first lines of x and its rows of y (read if k0 > 0, written
+                // in any case): fetched while this block computes instead of stalling its start.
+                if (b + 1 < blocks) {
+                    const float* xn = xb + n_in * kXRows;
+                    for (int l = 0; l < 4; l++) _mm_prefetch(reinterpret_cast<const char*>(xn + 16 * l), _MM_HINT_T0);
+                    const float* yn = yb + kXRows * n_out;
+                    const int Rn = int(std::min(kXRows, m - kXRows * (b + 1)));
+                    for (int r = 0; r < Rn; r++) {
+                        _mm_prefetch(reinterpret_cast<const char*>(yn + r * n_out), _MM_HINT_T0);
+                        _mm_prefetch(reinterpret_cast<const char*>(yn + r * n_out + kPanel - 1), _MM_HINT_T0);
+                    }
+                }
                 if (cols == kPanel) {
                     packed_x_rows<D>(R, xb, panel, kn, in, in_stride, yb, n_out);
                 } else {  // the last panel's columns past n_out: computed in a tile, dropped
