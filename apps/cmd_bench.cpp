@@ -9,6 +9,7 @@
 #include "apps/commands.h"
 #include "core/error.h"
 #include "experiments/bench.h"
+#include "ops/gemv_avx512.h"
 
 namespace kvscope::cli {
 
@@ -85,8 +86,8 @@ void add_bench(CLI::App& app) {
         }
         exp::write_results(ctx, "bench", header, csv);
         Model& m = ctx.model(DType::F32);
-        std::printf("kvscope bench: %s (weights=%s), %d threads, %s\n", o->model.c_str(), m.weights_kind(), ctx.threads,
-                    ctx.hw.cpu_model.c_str());
+        std::printf("kvscope bench: %s (weights=%s), %d threads, %s\nkernels: %s\n", o->model.c_str(),
+                    m.weights_kind(), ctx.threads, ctx.hw.cpu_model.c_str(), ops::avx512::kernels_summary());
         std::string wins;
         for (auto [k, n] : bench.bw_wins) wins += fmt::format("{}{}x{}", wins.empty() ? "" : " ", n, k);
         std::printf("ceilings measured now: %.1f GFLOP/s fp32; read bandwidth %.1f GB/s at the start (best of 1-8\n"

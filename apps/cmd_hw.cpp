@@ -2,6 +2,7 @@
 
 #include "analysis/hw.h"
 #include "apps/commands.h"
+#include "ops/gemv_avx512.h"
 
 namespace kvscope::cli {
 
@@ -17,7 +18,8 @@ void add_hw(CLI::App& app) {
         int t = set_threads(o->threads);
         analysis::HwInfo hw = analysis::load_or_probe(analysis::default_cache_file(), t, o->fresh, o->quick);
         if (o->json) std::printf("%s\n", analysis::to_json(hw).dump(2).c_str());
-        else std::printf("%s\ncached in %s (use --fresh to measure again)\n", analysis::format_table(hw).c_str(),
+        else std::printf("%s%-18s%s\n\ncached in %s (use --fresh to measure again)\n",
+                         analysis::format_table(hw).c_str(), "kvscope kernels", ops::avx512::kernels_summary(),
                          analysis::default_cache_file().c_str());
     });
 }

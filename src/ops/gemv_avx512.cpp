@@ -285,6 +285,12 @@ bool set_enabled(bool on) {
     return was;
 }
 
+const char* kernels_summary() {
+    if (enabled()) return "AVX2/FMA/F16C; batched decode (4-48 rows) AVX-512";
+    if (available()) return "AVX2/FMA/F16C everywhere (AVX-512 turned off)";
+    return "AVX2/FMA/F16C everywhere (no AVX-512 on this CPU)";
+}
+
 void gemv_packed(const float* x, int64_t m, const WeightView& w, const float* bias, float* y, int64_t p0, int64_t p1) {
     switch (w.dtype) {
         case DType::F32: gemv_typed<DType::F32>(x, m, w, bias, y, p0, p1); break;

@@ -21,6 +21,10 @@ bool available();
 bool enabled();
 bool set_enabled(bool on);
 
+// One line for reports: which kernels this process runs, e.g. "AVX2/FMA/F16C; batched decode
+// (4-48 rows) AVX-512".
+const char* kernels_summary();
+
 // y[r, o] for the columns of panels [p0, p1) and rows r < m (4 <= m <= kMaxRows), as the
 // AVX2 gemv_packed: starting from the bias, fp32 accumulation.
 void gemv_packed(const float* x, int64_t m, const WeightView& w, const float* bias, float* y, int64_t p0, int64_t p1);
