@@ -253,6 +253,20 @@ TEST_F(MatmulTest, FewRowsEveryPanelCount) {
     omp_set_num_threads(saved);
 }
 
+// Batched decode (4 to 48 rows) cuts a thread's run into 3 parts whose panels alternate chunk
+// by chunk: every count of panels per thread must cover each column exactly once.
+TEST_F(MatmulTest, ChunkedPartsEveryPanelCount) {
+    const int saved = omp_get_max_threads();
+    for (int nt : {1, 2}) {
+        omp_set_num_threads(nt);
+        for (DType dt : kDTypes)
+            for (int64_t panels = 1; panels <= 2 * 7; panels++)
+                for (int64_t m : {4, 8, 13, 48})
+                    check(Path::Gemv, dt, Layout::Packed, m, 1027, panels * kPanel - 5, /*with_bias=*/panels % 2 == 1);
+    }
+    omp_set_num_threads(saved);
+}
+
 TEST_F(MatmulTest, EmptyInput) {
     // n_in == 0: y is the bias (or zero), on both paths.
     const std::vector<float> bias = {1.0f, 2.0f, 3.0f};
@@ -302,10 +316,10 @@ std::vector<float> tricky_floats(size_t n_random) {
     return v;
 }
 
-// The AVX-512 kernel for 4 to 48 rows of x on Packed weights (ops::avx512, used by default
-// where the CPU has it): every row count through both of its paths (up to 12 rows in one pass
-// over 3 or 2 panels side by side, more in chunked passes), odd and model shapes, any team
-// size, and every count of panels per thread against the side-by-side parts.
+// The AVX-512 kernel for 4 to 12 rows of x on Packed weights (ops::avx512, used by default
+// where the CPU has it; more rows go to AVX2): every row count on both sides of that limit
+// (one pass over 3 or 2 panels side by side), odd and model shapes, any team size, and every
+// count of panels per thread against the side-by-side parts.
 class MatmulAvx512 : public ::testing::Test {
 protected:
     void SetUp() override {

@@ -10,11 +10,13 @@
 //   tiles small enough that y's m rows of the tile stay in L1 while all of k is swept.
 // Packed ([panels][n_in][16], the layout the model uses): each thread owns a run of panels.
 //   With 1 to 3 rows of x (decode at batch 1-3) it reads 4 or 2 panels far apart in its run
-//   side by side (4 or 2 read streams). Otherwise it reads the run front to back; per panel,
+//   side by side (4 or 2 read streams). Otherwise, per panel,
 //   1 to 6 rows of x are multiplied at once with 16 columns in two ymm accumulators per row
 //   (and several accumulator pairs over k when there are few rows, to cover the FMA
-//   latency); with up to 48 rows the passes go chunk by chunk over k and the first one
-//   prefetches ahead. Above that, a GEMM over x copied k-major in blocks of six rows.
+//   latency); with up to 48 rows the passes go chunk by chunk over k, the first one
+//   prefetching ahead, alternating between panels of 3 parts of the run (3 streams). Above
+//   that, a GEMM over x copied k-major in blocks of six rows. On CPUs with AVX-512, 4 to 12
+//   rows go to gemv_avx512.cpp instead.
 // NK ([n_out, n_in], y = x @ W^T): each thread owns a range of output rows and computes 4
 //   dot products at once (4 streams), for up to 3 rows of x per pass so that the 4 weight
 //   rows are converted from memory once and re-read from L1 for the next rows of x.
@@ -31,6 +33,8 @@
 namespace kvscope::ops {
 namespace {
 
+using mm::init_rows;
+using mm::store_rows;
 using mm::WeightLoad;
 
 // y tile (m rows x tile columns, fp32) that stays in L1 (32 KiB) next to the weight lines.
@@ -202,21 +206,6 @@ void panel_rows(int R, const float* x, int64_t n_in, const typename WeightLoad<D
     }
 }
 
-// acc rows [0, m) (kPanel floats apart) <- the bias of panel columns [o0, o0 + cols), zero
-// past them (or everywhere without a bias).
-void init_rows(float* acc, int64_t m, const float* bias, int64_t o0, int64_t cols) {
-    for (int64_t r = 0; r < m; r++) {
-        float* a = acc + r * kPanel;
-        std::fill(a, a + kPanel, 0.0f);
-        if (bias) std::copy(bias + o0, bias + o0 + cols, a);
-    }
-}
-
-// y[r, o0 .. o0 + cols) <- acc row r, for rows [0, m): a panel's real columns.
-void store_rows(const float* acc, int64_t m, float* y, int64_t n_out, int64_t o0, int64_t cols) {
-    for (int64_t r = 0; r < m; r++) std::copy(acc + r * kPanel, acc + r * kPanel + cols, y + r * n_out + o0);
-}
-
 // ---- Few rows of x: several panels at once ------------------------------------------------
 
 // acc[s][r * 16 + (0..16)] += sum_k x[r, k] * P_s[k, 0..16) for R rows of x and S panels read
@@ -328,43 +317,61 @@ void gemv_few_rows(const float* x, int64_t m, const WeightView& wv, const float*
 //
 // Batched decode takes two or more passes per panel (8 rows are 6 + 2). Done one whole pass
 // after another, the first would read the panel from memory and the others from L2, leaving
-// the memory idle during those; instead the panel goes in chunks
-// of kChunk rows of k, every pass over one chunk before the next (the chunk stays in L1), and
-// the first pass prefetches kPrefetchAhead rows ahead so that memory keeps streaming while
-// the other passes compute: batch-8 decode steps went from 14.9 to 10.3 ms (5 alternating
-// runs each, medians), and chunking without the prefetch made them slower (13.7 -> 17.8 ms).
-// 4 and 6 rows, which would fit one pass, also go this way, in halves: batch-4 steps 11.5 ->
-// 8.4 ms and batch-6 11.9 -> 7.9 ms against one pass (fp32, in-process A/B, 7 rounds).
-// docs/KERNELS.md.
+// the memory idle during those; instead the panel goes in chunks of kChunk rows of k, every
+// pass over one chunk before the next (the chunk stays in L1), and the first pass prefetches
+// kPrefetchAhead rows ahead so that memory keeps streaming while the other passes compute
+// (AMD VM, batch-8 steps 14.9 -> 10.3 ms; without the prefetch 17.8). 4 and 6 rows, which
+// would fit one pass, also go this way, in halves (batch-4 11.5 -> 8.4 ms, batch-6 11.9 ->
+// 7.9 against one pass). The thread's run is cut into kChunkedParts contiguous parts and
+// the chunks of one panel from each part alternate, so that three streams are in flight, as
+// at batch 1-3. Intel VM, fp32 decode steps (kvscope run, AVX2 kernels, alternating rounds):
+// one part in chunks of 64 rows against three parts in chunks of 8: batch 4 19.8-20.0 ->
+// 14.4-14.6 ms, batch 8 19.3-20.5 -> 16.4-16.8, batch 16 29.6-30.8 -> 25.2-25.3; three parts
+// in chunks of 64 were slower than one (21.5-22.5 ms at batch 8), in chunks of 16 between
+// (17.1-17.6). docs/KERNELS.md.
 // Up to 48 rows this beats gemm_panels below (fp32, 2 threads, Intel VM: 105/102, 121/114 and
 // 134/128 GFLOP/s at 24, 32 and 48 rows on the QKV / MLP-down shapes against 87/90, 94/96 and
-// 115/107; at 64 rows 122/120 for gemm_panels).
-constexpr int64_t kChunk = 64;
+// 115/107; at 64 rows 122/120 for gemm_panels; measured with one part in chunks of 64).
+constexpr int64_t kChunk = 8;
+constexpr int kChunkedParts = 3;
 constexpr int64_t kChunkedRows = 48;
-static_assert(kChunkedRows == avx512::kMaxRows, "both batched-decode kernels take the same rows");
 
 template <DType D>
 void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y, int64_t p0,
                  int64_t p1) {
     using T = typename WeightLoad<D>::T;
     const T* w = static_cast<const T*>(wv.data);
-    const int64_t n_in = wv.n_in, n_out = wv.n_out;
-    alignas(32) float acc[kChunkedRows * kPanel];
-    for (int64_t p = p0; p < p1; p++) {
-        const T* panel = w + p * n_in * kPanel;
-        const int64_t o0 = p * kPanel, cols = std::min(kPanel, n_out - o0);
-        // Accumulators start from the bias; y receives the panel's (up to 16) real columns.
-        init_rows(acc, m, bias, o0, cols);
+    const int64_t n_in = wv.n_in, n_out = wv.n_out, n = p1 - p0;
+    const int P = kChunkedParts;
+    // Part s is [p0 + start(s), p0 + start(s + 1)): lengths differ by at most one, longer first.
+    const auto start = [&](int64_t s) { return s * (n / P) + std::min<int64_t>(s, n % P); };
+    alignas(32) float acc[kMaxParts][kChunkedRows * kPanel];
+    for (int64_t i = 0; i < (n + P - 1) / P; i++) {
+        const T* panel[kMaxParts];
+        int64_t idx[kMaxParts];
+        int S = 0;
+        for (int s = 0; s < P; s++) {
+            if (start(s) + i >= start(s + 1)) continue;
+            idx[S] = p0 + start(s) + i;
+            const int64_t o0 = idx[S] * kPanel;
+            init_rows(acc[S], m, bias, o0, std::min(kPanel, n_out - o0));
+            panel[S] = w + idx[S] * n_in * kPanel;
+            S++;
+        }
         for (int64_t k0 = 0; k0 < n_in; k0 += kChunk) {
             const int64_t k1 = std::min(n_in, k0 + kChunk);
-            for (int64_t r = 0; r < m;) {
-                const int R = pass_rows(m, m - r);
-                if (r == 0) panel_rows<D, true>(R, x, n_in, panel, k0, k1, acc);
-                else panel_rows<D, false>(R, x + r * n_in, n_in, panel, k0, k1, acc + r * kPanel);
-                r += R;
-            }
+            for (int s = 0; s < S; s++)
+                for (int64_t r = 0; r < m;) {
+                    const int R = pass_rows(m, m - r);
+                    if (r == 0) panel_rows<D, true>(R, x, n_in, panel[s], k0, k1, acc[s]);
+                    else panel_rows<D, false>(R, x + r * n_in, n_in, panel[s], k0, k1, acc[s] + r * kPanel);
+                    r += R;
+                }
         }
-        store_rows(acc, m, y, n_out, o0, cols);
+        for (int s = 0; s < S; s++) {
+            const int64_t o0 = idx[s] * kPanel;
+            store_rows(acc[s], m, y, n_out, o0, std::min(kPanel, n_out - o0));
+        }
     }
 }
 
@@ -588,7 +595,8 @@ void gemv_typed(const float* x, int64_t m, const WeightView& w, const float* bia
             const Range pr = split(packed_panels(w.n_out), 1, nt, t);
             if (pr.begin < pr.end) {
                 if (m <= kFewRows) gemv_few_rows<D>(x, m, w, bias, y, pr.begin, pr.end);
-                else if (avx512::enabled()) avx512::gemv_packed(x, m, w, bias, y, pr.begin, pr.end);
+                else if (m <= avx512::kMaxRows && avx512::enabled())
+                    avx512::gemv_packed(x, m, w, bias, y, pr.begin, pr.end);
                 else gemv_packed<D>(x, m, w, bias, y, pr.begin, pr.end);
             }
         } else if (w.layout == Layout::KN) {

@@ -1,10 +1,11 @@
-// Batched decode (4 to 48 rows of x) on Packed weights with AVX-512, where the CPU has it.
+// Batched decode (4 to 12 rows of x) on Packed weights with AVX-512, where the CPU has it.
 //
-// A 16-column panel row is one zmm register, so a pass holds up to 12 rows of x in 12 (or,
-// with two accumulators per row, 16) registers and each weight vector is loaded and widened
-// once for all of them: per 64 bytes of fp32 weights, 8 rows take 8 FMAs against the AVX2
-// kernel's 16 and no second pass. The AVX2 kernel (gemv_avx2.cpp) stays the path on every
-// other CPU. Only these functions are compiled for AVX-512 (a target attribute, not a
+// A 16-column panel row is one zmm register, so up to 12 rows of x go in one pass over the
+// panel, each weight vector loaded and widened once for all of them: per 64 bytes of fp32
+// weights, 8 rows take 8 FMAs against the AVX2 kernel's 16 in two passes (6 + 2) over chunks
+// of the panel. 32 registers also leave room to read 3 (up to 8 rows) or 2 panels side by
+// side, the access pattern that streams memory best. The AVX2 kernel (gemv_avx2.cpp) serves
+// more rows, and every row count on other CPUs. Only these functions are compiled for AVX-512 (a target attribute, not a
 // file-wide -mavx512f, so that no inline function shared with the AVX2 code is built with
 // 512-bit instructions).
 #include "ops/gemv_avx512.h"
@@ -24,6 +25,7 @@
 #include <immintrin.h>
 
 #include "core/dtype.h"
+#include "ops/matmul_simd.h"
 
 #define KVSCOPE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 
@@ -70,41 +72,12 @@ template <> struct Load16<DType::F16> {
 constexpr int64_t kPanel16 = 16;
 static_assert(kPanel16 == kPanel, "one zmm register per panel row");
 
-// acc[r * 16 + (0..16)] += sum over k in [k0, k1) of x[r, k] * P[k, 0..16), R rows of x, U
-// accumulators per row over k. With Prefetch, each k also requests the panel row
-// kPrefetchAhead rows further on.
-constexpr int64_t kPrefetchAhead = 256;
+constexpr int64_t kPrefetchAhead = 256;  // rows of a panel ahead that each k requests
 
-template <DType D, int R, int U, bool Prefetch>
-KVSCOPE_AVX512 void pass(const float* x, int64_t n_in, const typename Load16<D>::T* p, int64_t k0, int64_t k1,
-                         float* acc) {
-    static_assert(R * U <= 24, "accumulators, a weight vector and a broadcast fit 32 zmm registers");
-    __m512 a[R][U];
-    for (int r = 0; r < R; r++) {
-        a[r][0] = _mm512_loadu_ps(acc + r * kPanel);
-        for (int u = 1; u < U; u++) a[r][u] = _mm512_setzero_ps();
-    }
-    int64_t k = k0;
-    for (; k + U <= k1; k += U) {
-        for (int u = 0; u < U; u++) {
-            if constexpr (Prefetch)
-                _mm_prefetch(reinterpret_cast<const char*>(p + (k + u + kPrefetchAhead) * kPanel), _MM_HINT_T0);
-            const __m512 w = Load16<D>::load(p + (k + u) * kPanel);
-            for (int r = 0; r < R; r++) a[r][u] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * n_in + k + u]), w, a[r][u]);
-        }
-    }
-    for (; k < k1; k++) {
-        const __m512 w = Load16<D>::load(p + k * kPanel);
-        for (int r = 0; r < R; r++) a[r][0] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * n_in + k]), w, a[r][0]);
-    }
-    for (int r = 0; r < R; r++) {
-        for (int u = 1; u < U; u++) a[r][0] = _mm512_add_ps(a[r][0], a[r][u]);
-        _mm512_storeu_ps(acc + r * kPanel, a[r][0]);
-    }
-}
-
-// The same for S panels read side by side (S streams), one accumulator per row and panel.
-template <DType D, int R, int S, bool Prefetch>
+// acc[s][r * 16 + (0..16)] += sum over k of x[r, k] * P_s[k, 0..16) for R rows of x and S
+// panels read side by side (S streams), one accumulator per row and panel; each k also
+// requests the panels' rows kPrefetchAhead further on.
+template <DType D, int R, int S>
 KVSCOPE_AVX512 void pass_side_by_side(const float* x, int64_t n_in, const typename Load16<D>::T* const* p,
                                       float* const* acc) {
     static_assert(R * S <= 24, "accumulators, weight vectors and a broadcast fit 32 zmm registers");
@@ -114,8 +87,7 @@ KVSCOPE_AVX512 void pass_side_by_side(const float* x, int64_t n_in, const typena
     for (int64_t k = 0; k < n_in; k++) {
         __m512 w[S];
         for (int s = 0; s < S; s++) {
-            if constexpr (Prefetch)
-                _mm_prefetch(reinterpret_cast<const char*>(p[s] + (k + kPrefetchAhead) * kPanel), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(p[s] + (k + kPrefetchAhead) * kPanel), _MM_HINT_T0);
             w[s] = Load16<D>::load(p[s] + k * kPanel);
         }
         for (int r = 0; r < R; r++) {
@@ -126,51 +98,6 @@ KVSCOPE_AVX512 void pass_side_by_side(const float* x, int64_t n_in, const typena
     for (int s = 0; s < S; s++)
         for (int r = 0; r < R; r++) _mm512_storeu_ps(acc[s] + r * kPanel, a[s][r]);
 }
-
-// Up to kPassRows rows per pass; up to 8 rows take two accumulators each over k (FMA latency).
-constexpr int kPassRows = 12;
-
-template <DType D, bool Prefetch>
-KVSCOPE_AVX512 void pass_rows(int R, const float* x, int64_t n_in, const typename Load16<D>::T* p, int64_t k0,
-                              int64_t k1, float* acc) {
-    switch (R) {
-        case 12: pass<D, 12, 1, Prefetch>(x, n_in, p, k0, k1, acc); break;
-        case 11: pass<D, 11, 1, Prefetch>(x, n_in, p, k0, k1, acc); break;
-        case 10: pass<D, 10, 1, Prefetch>(x, n_in, p, k0, k1, acc); break;
-        case 9: pass<D, 9, 1, Prefetch>(x, n_in, p, k0, k1, acc); break;
-        case 8: pass<D, 8, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
-        case 7: pass<D, 7, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
-        case 6: pass<D, 6, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
-        case 5: pass<D, 5, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
-        case 4: pass<D, 4, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
-        case 3: pass<D, 3, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
-        case 2: pass<D, 2, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
-        default: pass<D, 1, 2, Prefetch>(x, n_in, p, k0, k1, acc); break;
-    }
-}
-
-// Rows per pass for m rows with `left` still to do: equal passes of at most kPassRows.
-int rows_per_pass(int64_t m, int64_t left) {
-    const int64_t passes = (m + kPassRows - 1) / kPassRows;
-    return int(std::min<int64_t>(left, (m + passes - 1) / passes));
-}
-
-// acc rows [0, m) (kPanel floats apart) <- the bias of panel columns [o0, o0 + cols), zero
-// past them (or everywhere without a bias).
-void init_rows(float* acc, int64_t m, const float* bias, int64_t o0, int64_t cols) {
-    for (int64_t r = 0; r < m; r++) {
-        float* a = acc + r * kPanel;
-        std::fill(a, a + kPanel, 0.0f);
-        if (bias) std::copy(bias + o0, bias + o0 + cols, a);
-    }
-}
-
-// y[r, o0 .. o0 + cols) <- acc row r, for rows [0, m): a panel's real columns.
-void store_rows(const float* acc, int64_t m, float* y, int64_t n_out, int64_t o0, int64_t cols) {
-    for (int64_t r = 0; r < m; r++) std::copy(acc + r * kPanel, acc + r * kPanel + cols, y + r * n_out + o0);
-}
-
-// ---- Up to kPassRows rows: one pass, panels side by side -----------------------------------
 
 // Panels read side by side for R rows: as many as 24 accumulators allow, at most 3. Batch-8
 // decode steps, fp32, distilgpt2, Intel VM (kvscope run, 3 alternating rounds, p50): one
@@ -183,13 +110,13 @@ template <DType D, int R>
 KVSCOPE_AVX512 void rows_side_by_side(int S, const float* x, int64_t n_in, const typename Load16<D>::T* const* p,
                                       float* const* acc) {
     if constexpr (side_by_side(R) >= 3)
-        if (S == 3) return pass_side_by_side<D, R, 3, true>(x, n_in, p, acc);
+        if (S == 3) return pass_side_by_side<D, R, 3>(x, n_in, p, acc);
     if constexpr (side_by_side(R) >= 2)
-        if (S == 2) return pass_side_by_side<D, R, 2, true>(x, n_in, p, acc);
-    pass_side_by_side<D, R, 1, true>(x, n_in, p, acc);
+        if (S == 2) return pass_side_by_side<D, R, 2>(x, n_in, p, acc);
+    pass_side_by_side<D, R, 1>(x, n_in, p, acc);
 }
 
-// Panels [p0, p1) against m <= kPassRows rows: the run is cut into S contiguous parts read
+// Panels [p0, p1) against m <= kMaxRows rows: the run is cut into S contiguous parts read
 // side by side, panel i of every part at once (as the AVX2 kernel does for 1 to 3 rows).
 template <DType D>
 KVSCOPE_AVX512 void gemv_one_pass(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y,
@@ -200,7 +127,7 @@ KVSCOPE_AVX512 void gemv_one_pass(const float* x, int64_t m, const WeightView& w
     const int P = side_by_side(int(m));
     // Part s is [p0 + start(s), p0 + start(s + 1)): lengths differ by at most one, longer first.
     const auto start = [&](int64_t s) { return s * (n / P) + std::min<int64_t>(s, n % P); };
-    alignas(64) float acc[kMaxSideBySide][kPassRows * kPanel];
+    alignas(64) float acc[kMaxSideBySide][kMaxRows * kPanel];
     const T* panel[kMaxSideBySide];
     float* accp[kMaxSideBySide];
     for (int64_t i = 0; i < (n + P - 1) / P; i++) {
@@ -210,7 +137,7 @@ KVSCOPE_AVX512 void gemv_one_pass(const float* x, int64_t m, const WeightView& w
             if (start(s) + i >= start(s + 1)) continue;
             idx[S] = p0 + start(s) + i;
             const int64_t o0 = idx[S] * kPanel;
-            init_rows(acc[S], m, bias, o0, std::min(kPanel, n_out - o0));
+            mm::init_rows(acc[S], m, bias, o0, std::min(kPanel, n_out - o0));
             panel[S] = w + idx[S] * n_in * kPanel;
             accp[S] = acc[S];
             S++;
@@ -231,46 +158,9 @@ KVSCOPE_AVX512 void gemv_one_pass(const float* x, int64_t m, const WeightView& w
         }
         for (int s = 0; s < S; s++) {
             const int64_t o0 = idx[s] * kPanel;
-            store_rows(acc[s], m, y, n_out, o0, std::min(kPanel, n_out - o0));
+            mm::store_rows(acc[s], m, y, n_out, o0, std::min(kPanel, n_out - o0));
         }
     }
-}
-
-// ---- More rows: passes chunk by chunk over one panel -----------------------------------------
-
-// The passes over a panel go chunk by chunk over k (the chunk stays in L1 for the later
-// passes) and the first prefetches ahead, as in the AVX2 kernel.
-constexpr int64_t kChunk = 64;
-
-template <DType D>
-KVSCOPE_AVX512 void gemv_chunked(const float* x, int64_t m, const WeightView& wv, const float* bias, float* y,
-                                 int64_t p0, int64_t p1) {
-    using T = typename Load16<D>::T;
-    const T* w = static_cast<const T*>(wv.data);
-    const int64_t n_in = wv.n_in, n_out = wv.n_out;
-    alignas(64) float acc[kMaxRows * kPanel];
-    for (int64_t p = p0; p < p1; p++) {
-        const T* panel = w + p * n_in * kPanel;
-        const int64_t o0 = p * kPanel, cols = std::min(kPanel, n_out - o0);
-        init_rows(acc, m, bias, o0, cols);
-        for (int64_t k0 = 0; k0 < n_in; k0 += kChunk) {
-            const int64_t k1 = std::min(n_in, k0 + kChunk);
-            for (int64_t r = 0; r < m;) {
-                const int R = rows_per_pass(m, m - r);
-                if (r == 0) pass_rows<D, true>(R, x, n_in, panel, k0, k1, acc);
-                else pass_rows<D, false>(R, x + r * n_in, n_in, panel, k0, k1, acc + r * kPanel);
-                r += R;
-            }
-        }
-        store_rows(acc, m, y, n_out, o0, cols);
-    }
-}
-
-template <DType D>
-void gemv_typed(const float* x, int64_t m, const WeightView& w, const float* bias, float* y, int64_t p0,
-                int64_t p1) {
-    if (m <= kPassRows) gemv_one_pass<D>(x, m, w, bias, y, p0, p1);
-    else gemv_chunked<D>(x, m, w, bias, y, p0, p1);
 }
 
 }  // namespace
@@ -286,16 +176,16 @@ bool set_enabled(bool on) {
 }
 
 const char* kernels_summary() {
-    if (enabled()) return "AVX2/FMA/F16C; batched decode (4-48 rows) AVX-512";
+    if (enabled()) return "AVX2/FMA/F16C; batched decode (4-12 rows) AVX-512";
     if (available()) return "AVX2/FMA/F16C everywhere (AVX-512 turned off)";
     return "AVX2/FMA/F16C everywhere (no AVX-512 on this CPU)";
 }
 
 void gemv_packed(const float* x, int64_t m, const WeightView& w, const float* bias, float* y, int64_t p0, int64_t p1) {
     switch (w.dtype) {
-        case DType::F32: gemv_typed<DType::F32>(x, m, w, bias, y, p0, p1); break;
-        case DType::BF16: gemv_typed<DType::BF16>(x, m, w, bias, y, p0, p1); break;
-        case DType::F16: gemv_typed<DType::F16>(x, m, w, bias, y, p0, p1); break;
+        case DType::F32: gemv_one_pass<DType::F32>(x, m, w, bias, y, p0, p1); break;
+        case DType::BF16: gemv_one_pass<DType::BF16>(x, m, w, bias, y, p0, p1); break;
+        case DType::F16: gemv_one_pass<DType::F16>(x, m, w, bias, y, p0, p1); break;
         default: break;
     }
 }

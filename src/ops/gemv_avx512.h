@@ -8,8 +8,8 @@
 
 namespace kvscope::ops::avx512 {
 
-// Most rows of x gemv_packed takes (the AVX2 chunked path's limit).
-inline constexpr int64_t kMaxRows = 48;
+// Most rows of x gemv_packed takes (one pass over a panel; ops::gemv gives more to AVX2).
+inline constexpr int64_t kMaxRows = 12;
 
 // The CPU and the OS support AVX-512 F/BW/VL.
 bool available();
@@ -22,10 +22,10 @@ bool enabled();
 bool set_enabled(bool on);
 
 // One line for reports: which kernels this process runs, e.g. "AVX2/FMA/F16C; batched decode
-// (4-48 rows) AVX-512".
+// (4-12 rows) AVX-512".
 const char* kernels_summary();
 
-// y[r, o] for the columns of panels [p0, p1) and rows r < m (4 <= m <= kMaxRows), as the
+// y[r, o] for the columns of panels [p0, p1) and rows r < m (1 <= m <= kMaxRows; ops::gemv calls it for 4 and up), as the
 // AVX2 gemv_packed: starting from the bias, fp32 accumulation.
 void gemv_packed(const float* x, int64_t m, const WeightView& w, const float* bias, float* y, int64_t p0, int64_t p1);
 

@@ -3,11 +3,13 @@
 // templated on it so that one loop serves fp32, bf16 and fp16 weights.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include <immintrin.h>
 
 #include "core/dtype.h"
+#include "ops/matmul.h"
 
 namespace kvscope::ops::mm {
 
@@ -50,6 +52,21 @@ inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
     const __m256 cd = _mm256_hadd_ps(c, d);
     const __m256 abcd = _mm256_hadd_ps(ab, cd);  // a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7
     return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
+}
+
+// acc rows [0, m) (kPanel floats apart) <- the bias of panel columns [o0, o0 + cols), zero
+// past them (or everywhere without a bias).
+inline void init_rows(float* acc, int64_t m, const float* bias, int64_t o0, int64_t cols) {
+    for (int64_t r = 0; r < m; r++) {
+        float* a = acc + r * kPanel;
+        std::fill(a, a + kPanel, 0.0f);
+        if (bias) std::copy(bias + o0, bias + o0 + cols, a);
+    }
+}
+
+// y[r, o0 .. o0 + cols) <- acc row r, for rows [0, m): a panel's real columns.
+inline void store_rows(const float* acc, int64_t m, float* y, int64_t n_out, int64_t o0, int64_t cols) {
+    for (int64_t r = 0; r < m; r++) std::copy(acc + r * kPanel, acc + r * kPanel + cols, y + r * n_out + o0);
 }
 
 }  // namespace kvscope::ops::mm
