@@ -328,7 +328,7 @@ void gemv_few_rows(const float* x, int64_t m, const WeightView& wv, const float*
 // one part in chunks of 64 rows against three parts in chunks of 8: batch 4 19.8-20.0 ->
 // 14.4-14.6 ms, batch 8 19.3-20.5 -> 16.4-16.8, batch 16 29.6-30.8 -> 25.2-25.3; three parts
 // in chunks of 64 were slower than one (21.5-22.5 ms at batch 8), in chunks of 16 between
-// (17.1-17.6). docs/KERNELS.md.
+// (16.8-17.6). docs/KERNELS.md.
 // Up to 48 rows this beats gemm_panels below (fp32, 2 threads, Intel VM: 105/102, 121/114 and
 // 134/128 GFLOP/s at 24, 32 and 48 rows on the QKV / MLP-down shapes against 87/90, 94/96 and
 // 115/107; at 64 rows 122/120 for gemm_panels; measured with one part in chunks of 64).
