@@ -276,25 +276,19 @@ void gemv_few_rows(const float* x, int64_t m, const WeightView& wv, const float*
                    int64_t p1) {
     using T = typename WeightLoad<D>::T;
     const T* w = static_cast<const T*>(wv.data);
-    const int64_t n_in = wv.n_in, n_out = wv.n_out, n = p1 - p0;
-    const int P = m == 1 ? 4 : 2;
-    // Part s is [p0 + start(s), p0 + start(s + 1)): lengths differ by at most one, longer first.
-    const auto start = [&](int64_t s) { return s * (n / P) + std::min<int64_t>(s, n % P); };
+    const int64_t n_in = wv.n_in, n_out = wv.n_out;
+    const mm::PanelParts parts{p0, p1 - p0, m == 1 ? 4 : 2};
     alignas(32) float acc[kMaxParts][kFewRows * kPanel];
     const T* panel[kMaxParts];
     float* accp[kMaxParts];
-    for (int64_t i = 0; i < (n + P - 1) / P; i++) {
-        // Panel i of every part that has one (all parts but the last i = n / P).
+    for (int64_t i = 0; i < parts.steps(); i++) {
         int64_t idx[kMaxParts];
-        int S = 0;
-        for (int s = 0; s < P; s++) {
-            if (start(s) + i >= start(s + 1)) continue;
-            idx[S] = p0 + start(s) + i;
-            const int64_t o0 = idx[S] * kPanel;
-            init_rows(acc[S], m, bias, o0, std::min(kPanel, n_out - o0));
-            panel[S] = w + idx[S] * n_in * kPanel;
-            accp[S] = acc[S];
-            S++;
+        const int S = parts.at(i, idx);
+        for (int s = 0; s < S; s++) {
+            const int64_t o0 = idx[s] * kPanel;
+            init_rows(acc[s], m, bias, o0, std::min(kPanel, n_out - o0));
+            panel[s] = w + idx[s] * n_in * kPanel;
+            accp[s] = acc[s];
         }
         switch (m * 8 + S) {
             case 1 * 8 + 4: panels_side_by_side<D, 1, 4, 1>(x, n_in, panel, accp); break;
@@ -341,22 +335,17 @@ void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* b
                  int64_t p1) {
     using T = typename WeightLoad<D>::T;
     const T* w = static_cast<const T*>(wv.data);
-    const int64_t n_in = wv.n_in, n_out = wv.n_out, n = p1 - p0;
-    const int P = kChunkedParts;
-    // Part s is [p0 + start(s), p0 + start(s + 1)): lengths differ by at most one, longer first.
-    const auto start = [&](int64_t s) { return s * (n / P) + std::min<int64_t>(s, n % P); };
-    alignas(32) float acc[kMaxParts][kChunkedRows * kPanel];
-    for (int64_t i = 0; i < (n + P - 1) / P; i++) {
-        const T* panel[kMaxParts];
-        int64_t idx[kMaxParts];
-        int S = 0;
-        for (int s = 0; s < P; s++) {
-            if (start(s) + i >= start(s + 1)) continue;
-            idx[S] = p0 + start(s) + i;
-            const int64_t o0 = idx[S] * kPanel;
-            init_rows(acc[S], m, bias, o0, std::min(kPanel, n_out - o0));
-            panel[S] = w + idx[S] * n_in * kPanel;
-            S++;
+    const int64_t n_in = wv.n_in, n_out = wv.n_out;
+    const mm::PanelParts parts{p0, p1 - p0, kChunkedParts};
+    alignas(32) float acc[kChunkedParts][kChunkedRows * kPanel];
+    for (int64_t i = 0; i < parts.steps(); i++) {
+        const T* panel[kChunkedParts];
+        int64_t idx[kChunkedParts];
+        const int S = parts.at(i, idx);
+        for (int s = 0; s < S; s++) {
+            const int64_t o0 = idx[s] * kPanel;
+            init_rows(acc[s], m, bias, o0, std::min(kPanel, n_out - o0));
+            panel[s] = w + idx[s] * n_in * kPanel;
         }
         for (int64_t k0 = 0; k0 < n_in; k0 += kChunk) {
             const int64_t k1 = std::min(n_in, k0 + kChunk);

@@ -123,24 +123,19 @@ KVSCOPE_AVX512 void gemv_one_pass(const float* x, int64_t m, const WeightView& w
                                   int64_t p0, int64_t p1) {
     using T = typename Load16<D>::T;
     const T* w = static_cast<const T*>(wv.data);
-    const int64_t n_in = wv.n_in, n_out = wv.n_out, n = p1 - p0;
-    const int P = side_by_side(int(m));
-    // Part s is [p0 + start(s), p0 + start(s + 1)): lengths differ by at most one, longer first.
-    const auto start = [&](int64_t s) { return s * (n / P) + std::min<int64_t>(s, n % P); };
+    const int64_t n_in = wv.n_in, n_out = wv.n_out;
+    const mm::PanelParts parts{p0, p1 - p0, side_by_side(int(m))};
     alignas(64) float acc[kMaxSideBySide][kMaxRows * kPanel];
     const T* panel[kMaxSideBySide];
     float* accp[kMaxSideBySide];
-    for (int64_t i = 0; i < (n + P - 1) / P; i++) {
+    for (int64_t i = 0; i < parts.steps(); i++) {
         int64_t idx[kMaxSideBySide];
-        int S = 0;
-        for (int s = 0; s < P; s++) {
-            if (start(s) + i >= start(s + 1)) continue;
-            idx[S] = p0 + start(s) + i;
-            const int64_t o0 = idx[S] * kPanel;
-            mm::init_rows(acc[S], m, bias, o0, std::min(kPanel, n_out - o0));
-            panel[S] = w + idx[S] * n_in * kPanel;
-            accp[S] = acc[S];
-            S++;
+        const int S = parts.at(i, idx);
+        for (int s = 0; s < S; s++) {
+            const int64_t o0 = idx[s] * kPanel;
+            mm::init_rows(acc[s], m, bias, o0, std::min(kPanel, n_out - o0));
+            panel[s] = w + idx[s] * n_in * kPanel;
+            accp[s] = acc[s];
         }
         switch (m) {
             case 1: rows_side_by_side<D, 1>(S, x, n_in, panel, accp); break;

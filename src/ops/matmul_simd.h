@@ -69,4 +69,21 @@ inline void store_rows(const float* acc, int64_t m, float* y, int64_t n_out, int
     for (int64_t r = 0; r < m; r++) std::copy(acc + r * kPanel, acc + r * kPanel + cols, y + r * n_out + o0);
 }
 
+// A thread's run of panels [p0, p0 + n) cut into P contiguous parts, lengths differing by at
+// most one (longer first), walked in steps(): step i reads panel i of every part that has one
+// (all of them but the shorter parts' at the last step), P read streams far apart.
+struct PanelParts {
+    int64_t p0, n;
+    int P;
+    int64_t steps() const { return (n + P - 1) / P; }
+    int64_t start(int64_t s) const { return s * (n / P) + std::min<int64_t>(s, n % P); }
+    // The panels of step i into idx[0 .. returned count).
+    int at(int64_t i, int64_t* idx) const {
+        int S = 0;
+        for (int s = 0; s < P; s++)
+            if (start(s) + i < start(s + 1)) idx[S++] = p0 + start(s) + i;
+        return S;
+    }
+};
+
 }  // namespace kvscope::ops::mm
