@@ -278,19 +278,13 @@ void gemv_few_rows(const float* x, int64_t m, const WeightView& wv, const float*
     const T* w = static_cast<const T*>(wv.data);
     const int64_t n_in = wv.n_in, n_out = wv.n_out;
     const mm::PanelParts parts{p0, p1 - p0, m == 1 ? 4 : 2};
-    alignas(32) float acc[kMaxParts][kFewRows * kPanel];
-    const T* panel[kMaxParts];
-    float* accp[kMaxParts];
+    alignas(32) float acc[kMaxParts * kFewRows * kPanel];
+    mm::PartsStep<T, kMaxParts> st;
     for (int64_t i = 0; i < parts.steps(); i++) {
-        int64_t idx[kMaxParts];
-        const int S = parts.at(i, idx);
-        for (int s = 0; s < S; s++) {
-            const int64_t o0 = idx[s] * kPanel;
-            init_rows(acc[s], m, bias, o0, std::min(kPanel, n_out - o0));
-            panel[s] = w + idx[s] * n_in * kPanel;
-            accp[s] = acc[s];
-        }
-        switch (m * 8 + S) {
+        st.begin(parts, i, w, n_in, n_out, bias, m, acc, kFewRows * kPanel);
+        const T* const* panel = st.panel;
+        float* const* accp = st.acc;
+        switch (m * 8 + st.S) {
             case 1 * 8 + 4: panels_side_by_side<D, 1, 4, 1>(x, n_in, panel, accp); break;
             case 1 * 8 + 3: panels_side_by_side<D, 1, 3, 2>(x, n_in, panel, accp); break;
             case 1 * 8 + 2: panels_side_by_side<D, 1, 2, 2>(x, n_in, panel, accp); break;
@@ -300,10 +294,7 @@ void gemv_few_rows(const float* x, int64_t m, const WeightView& wv, const float*
             case 3 * 8 + 2: panels_side_by_side<D, 3, 2, 1>(x, n_in, panel, accp); break;
             default: panels_side_by_side<D, 3, 1, 2>(x, n_in, panel, accp); break;  // m = 3, S = 1
         }
-        for (int s = 0; s < S; s++) {
-            const int64_t o0 = idx[s] * kPanel;
-            store_rows(acc[s], m, y, n_out, o0, std::min(kPanel, n_out - o0));
-        }
+        st.store(m, y, n_out);
     }
 }
 
@@ -337,30 +328,21 @@ void gemv_packed(const float* x, int64_t m, const WeightView& wv, const float* b
     const T* w = static_cast<const T*>(wv.data);
     const int64_t n_in = wv.n_in, n_out = wv.n_out;
     const mm::PanelParts parts{p0, p1 - p0, kChunkedParts};
-    alignas(32) float acc[kChunkedParts][kChunkedRows * kPanel];
+    alignas(32) float acc[kChunkedParts * kChunkedRows * kPanel];
+    mm::PartsStep<T, kChunkedParts> st;
     for (int64_t i = 0; i < parts.steps(); i++) {
-        const T* panel[kChunkedParts];
-        int64_t idx[kChunkedParts];
-        const int S = parts.at(i, idx);
-        for (int s = 0; s < S; s++) {
-            const int64_t o0 = idx[s] * kPanel;
-            init_rows(acc[s], m, bias, o0, std::min(kPanel, n_out - o0));
-            panel[s] = w + idx[s] * n_in * kPanel;
-        }
+        st.begin(parts, i, w, n_in, n_out, bias, m, acc, kChunkedRows * kPanel);
         for (int64_t k0 = 0; k0 < n_in; k0 += kChunk) {
             const int64_t k1 = std::min(n_in, k0 + kChunk);
-            for (int s = 0; s < S; s++)
+            for (int s = 0; s < st.S; s++)
                 for (int64_t r = 0; r < m;) {
                     const int R = pass_rows(m, m - r);
-                    if (r == 0) panel_rows<D, true>(R, x, n_in, panel[s], k0, k1, acc[s]);
-                    else panel_rows<D, false>(R, x + r * n_in, n_in, panel[s], k0, k1, acc[s] + r * kPanel);
+                    if (r == 0) panel_rows<D, true>(R, x, n_in, st.panel[s], k0, k1, st.acc[s]);
+                    else panel_rows<D, false>(R, x + r * n_in, n_in, st.panel[s], k0, k1, st.acc[s] + r * kPanel);
                     r += R;
                 }
         }
-        for (int s = 0; s < S; s++) {
-            const int64_t o0 = idx[s] * kPanel;
-            store_rows(acc[s], m, y, n_out, o0, std::min(kPanel, n_out - o0));
-        }
+        st.store(m, y, n_out);
     }
 }
 

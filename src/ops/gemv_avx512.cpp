@@ -125,18 +125,13 @@ KVSCOPE_AVX512 void gemv_one_pass(const float* x, int64_t m, const WeightView& w
     const T* w = static_cast<const T*>(wv.data);
     const int64_t n_in = wv.n_in, n_out = wv.n_out;
     const mm::PanelParts parts{p0, p1 - p0, side_by_side(int(m))};
-    alignas(64) float acc[kMaxSideBySide][kMaxRows * kPanel];
-    const T* panel[kMaxSideBySide];
-    float* accp[kMaxSideBySide];
+    alignas(64) float acc[kMaxSideBySide * kMaxRows * kPanel];
+    mm::PartsStep<T, kMaxSideBySide> st;
     for (int64_t i = 0; i < parts.steps(); i++) {
-        int64_t idx[kMaxSideBySide];
-        const int S = parts.at(i, idx);
-        for (int s = 0; s < S; s++) {
-            const int64_t o0 = idx[s] * kPanel;
-            mm::init_rows(acc[s], m, bias, o0, std::min(kPanel, n_out - o0));
-            panel[s] = w + idx[s] * n_in * kPanel;
-            accp[s] = acc[s];
-        }
+        st.begin(parts, i, w, n_in, n_out, bias, m, acc, kMaxRows * kPanel);
+        const int S = st.S;
+        const T* const* panel = st.panel;
+        float* const* accp = st.acc;
         switch (m) {
             case 1: rows_side_by_side<D, 1>(S, x, n_in, panel, accp); break;
             case 2: rows_side_by_side<D, 2>(S, x, n_in, panel, accp); break;
@@ -151,10 +146,7 @@ KVSCOPE_AVX512 void gemv_one_pass(const float* x, int64_t m, const WeightView& w
             case 11: rows_side_by_side<D, 11>(S, x, n_in, panel, accp); break;
             default: rows_side_by_side<D, 12>(S, x, n_in, panel, accp); break;
         }
-        for (int s = 0; s < S; s++) {
-            const int64_t o0 = idx[s] * kPanel;
-            mm::store_rows(acc[s], m, y, n_out, o0, std::min(kPanel, n_out - o0));
-        }
+        st.store(m, y, n_out);
     }
 }
 

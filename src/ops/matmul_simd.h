@@ -86,4 +86,32 @@ struct PanelParts {
     }
 };
 
+// One step of a PanelParts walk against m rows of x: the step's panels of W (weights of
+// storage type T, n_in rows of k each) and their accumulators, m rows of kPanel floats each in
+// blocks of `stride` floats of `acc`, started from the bias; store() writes them to y.
+template <typename T, int MaxParts>
+struct PartsStep {
+    int S = 0;
+    int64_t idx[MaxParts];
+    const T* panel[MaxParts];
+    float* acc[MaxParts];
+
+    void begin(const PanelParts& parts, int64_t i, const T* w, int64_t n_in, int64_t n_out, const float* bias,
+               int64_t m, float* acc_base, int64_t stride) {
+        S = parts.at(i, idx);
+        for (int s = 0; s < S; s++) {
+            const int64_t o0 = idx[s] * kPanel;
+            acc[s] = acc_base + s * stride;
+            init_rows(acc[s], m, bias, o0, std::min(kPanel, n_out - o0));
+            panel[s] = w + idx[s] * n_in * kPanel;
+        }
+    }
+    void store(int64_t m, float* y, int64_t n_out) const {
+        for (int s = 0; s < S; s++) {
+            const int64_t o0 = idx[s] * kPanel;
+            store_rows(acc[s], m, y, n_out, o0, std::min(kPanel, n_out - o0));
+        }
+    }
+};
+
 }  // namespace kvscope::ops::mm
