@@ -25,6 +25,7 @@
 #include <immintrin.h>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "ops/matmul_simd.h"
 
 #define KVSCOPE_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
@@ -169,6 +170,7 @@ const char* kernels_summary() {
 }
 
 void gemv_packed(const float* x, int64_t m, const WeightView& w, const float* bias, float* y, int64_t p0, int64_t p1) {
+    if (m < 1 || m > kMaxRows) fail("avx512::gemv_packed: {} rows of x; it takes 1 to {}", m, kMaxRows);
     switch (w.dtype) {
         case DType::F32: gemv_one_pass<DType::F32>(x, m, w, bias, y, p0, p1); break;
         case DType::BF16: gemv_one_pass<DType::BF16>(x, m, w, bias, y, p0, p1); break;
