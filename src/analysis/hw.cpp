@@ -4,7 +4,6 @@
 #include <immintrin.h>
 #include <omp.h>
 #include <sched.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,6 +21,7 @@
 
 #include <fmt/format.h>
 
+#include "core/aligned.h"
 #include "core/error.h"
 #include "core/fs.h"
 
@@ -188,21 +188,21 @@ float sum_share(const float* p, size_t share_floats, int k) {
 volatile float g_sink;  // keeps the kernels' results live
 
 // A buffer much larger than the last-level cache, on transparent huge pages when the kernel
-// allows it: the ceiling should not be lowered by TLB misses the engine can avoid the same way.
+// allows it: the ceiling should not be lowered by TLB misses the engine avoids the same way
+// (its weights and KV cache come from make_aligned too).
 struct BigBuffer {
+    AlignedArray<float> mem;  // make_aligned: 2 MiB-aligned and on huge pages at this size
     float* data = nullptr;
     size_t n_floats = 0;
     explicit BigBuffer(size_t bytes) {
-        constexpr size_t align = 2 * MiB;
-        bytes = (bytes + align - 1) / align * align;
-        data = static_cast<float*>(std::aligned_alloc(align, bytes));
-        if (!data) fail("hardware probe: cannot allocate a {} read-bandwidth buffer", format_bytes(int64_t(bytes)));
-        madvise(data, bytes, MADV_HUGEPAGE);
-        n_floats = bytes / sizeof(float);
+        n_floats = (bytes + kHugePage - 1) / kHugePage * kHugePage / sizeof(float);
+        try {
+            mem = make_aligned<float>(n_floats);
+        } catch (const std::bad_alloc&) {
+            fail("hardware probe: cannot allocate a {} read-bandwidth buffer", format_bytes(int64_t(bytes)));
+        }
+        data = mem.get();
     }
-    ~BigBuffer() { std::free(data); }
-    BigBuffer(const BigBuffer&) = delete;
-    BigBuffer& operator=(const BigBuffer&) = delete;
 };
 
 // 3x the last-level cache, between 256 MiB and 2 GiB; 1 GiB when the size is unknown. On a

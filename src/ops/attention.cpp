@@ -83,7 +83,7 @@ inline void prefetch_lines(const void* base, int64_t from, int64_t n) {
 template <DType T, int HD>
 void accumulate_values(const float* p, const void* V, int hd_, int c, int e, float* acc) {
     const int hd = HD ? HD : hd_;
-    const int64_t row = int64_t(hd) * (T == DType::F32 ? 4 : 2);  // bytes of one value row
+    const int64_t row = int64_t(hd) * int64_t(dtype_size(T));  // bytes of one value row
     int i = 0;
     for (; i + 64 <= hd; i += 64) {
         __m256 o[8];
@@ -127,7 +127,7 @@ void attend(const float* const* q_, const void* const* K_, const void* const* V_
         q[x] = q_[x], K[x] = K_[x], V[x] = V_[x];
         s[x] = scores + int64_t(x) * hi;
     }
-    const int64_t row = int64_t(hd) * (T == DType::F32 ? 4 : 2);  // bytes of one key
+    const int64_t row = int64_t(hd) * int64_t(dtype_size(T));  // bytes of one key
     int j = lo;
     for (; j + 4 <= hi; j += 4)
         for (int x = 0; x < N; x++) {
