@@ -47,7 +47,7 @@ void add_bench(CLI::App& app) {
     auto* cmd = app.add_subcommand("bench", "Engine speed against this machine's roofline (and PyTorch with --vs-torch)");
     auto o = std::make_shared<BenchOpts>();
     cmd->add_option("--model", o->model, "Model directory, Hugging Face name, or preset")->capture_default_str();
-    cmd->add_option("--out", o->out, "Writes bench.csv and bench.json here")->capture_default_str();
+    cmd->add_option("--out", o->out, "Writes bench.csv, bench_depth.csv and their .json here")->capture_default_str();
     cmd->add_option("--threads", o->threads, "Threads (0 = one per CPU)")->capture_default_str();
     cmd->add_option("--reps", o->reps, "Repetitions")->capture_default_str();
     cmd->add_option("--warmup", o->warmup, "Warm-up runs")->capture_default_str();
@@ -85,6 +85,22 @@ void add_bench(CLI::App& app) {
             csv.push_back(row);
         }
         exp::write_results(ctx, "bench", header, csv);
+        const exp::DepthSweep& ds = bench.depth;
+        if (!ds.reps.empty()) {
+            std::vector<std::vector<std::string>> drows;
+            for (size_t i = 0; i < ds.reps.size(); i++) {
+                const exp::DepthWindow& w = ds.reps[i];
+                drows.push_back({std::to_string(i + 1), std::to_string(ds.prompt), std::to_string(ds.new_tokens),
+                                 std::to_string(ds.shallow_lo), std::to_string(ds.shallow_hi),
+                                 std::to_string(ds.deep_lo), std::to_string(ds.deep_hi), exp::fmt_num(w.shallow_ms),
+                                 exp::fmt_num(w.deep_ms), exp::fmt_num(100 * w.rise), exp::fmt_num(100 * ds.bytes_rise),
+                                 exp::fmt_num(w.ms_per_key * 1e3)});
+            }
+            exp::write_results(ctx, "bench_depth",
+                               {"rep", "prompt_len", "max_new_tokens", "shallow_lo", "shallow_hi", "deep_lo", "deep_hi",
+                                "shallow_ms", "deep_ms", "rise_pct", "bytes_rise_pct", "us_per_key"},
+                               drows);
+        }
         Model& m = ctx.model(DType::F32);
         std::printf("kvscope bench: %s (weights=%s), %d threads, %s\nkernels: %s\n", o->model.c_str(),
                     m.weights_kind(), ctx.threads, ctx.hw.cpu_model.c_str(), ops::avx512::kernels_summary());
@@ -96,6 +112,7 @@ void add_bench(CLI::App& app) {
                     ctx.hw.gflops_all.median, ctx.hw.bw_gbs_all.median, bench.bw_during.median, bench.bw_during.reps,
                     bench.bw_during.min, bench.bw_during.max, wins.c_str());
         std::printf("%s", exp::bench_table(rows).c_str());
+        if (!ds.reps.empty()) std::printf("\n%s", exp::depth_summary(ds).c_str());
         if (o->vs_torch) {
             std::printf("\nPyTorch %s eager (tools/torch_baseline.py, same checkpoint, prompt %d, %d new tokens):\n", "",
                         o->prompt_len, o->new_tokens);
@@ -113,7 +130,8 @@ void add_bench(CLI::App& app) {
                 std::printf("  decode %s b1: PyTorch %.1f tok/s, kvscope %.1f tok/s: %.2fx\n", label, t, ours, ours / t);
             }
         }
-        std::fprintf(stderr, "kvscope bench: wrote %s/bench.csv\n", o->out.c_str());
+        std::fprintf(stderr, "kvscope bench: wrote %s/bench.csv%s\n", o->out.c_str(),
+                     ds.reps.empty() ? "" : " and bench_depth.csv");
     });
 }
 

@@ -256,4 +256,26 @@ TEST(Cli, BenchQuickWritesEveryRowAgainstTheInRunBandwidth) {
     EXPECT_EQ(labels, (std::vector<std::string>{"decode fp32 b1", "decode bf16 b1", "decode fp16 b1", "decode fp32 b8",
                                                 "decode fp32 b1 depth 96", "prefill fp32 127", "prefill bf16 127",
                                                 "no-cache fp32 b1 +8"}));
+
+    // The depth sweep: one generation from the prompt (depth 4) past the deep window, whose
+    // N - 1 = 7 steps are centred on depth 96; one row per repetition.
+    EXPECT_NE(r.out.find("depth in one generation (prompt 4, 97 new tokens, 2 reps)"), std::string::npos) << r.out;
+    auto depth = read_csv(d / "bench_depth.csv");
+    ASSERT_EQ(depth.size(), 1u + 2u);
+    const auto& dh = depth[0];
+    auto dcol = [&](const std::string& name) {
+        auto it = std::find(dh.begin(), dh.end(), name);
+        EXPECT_NE(it, dh.end()) << name;
+        return size_t(it - dh.begin());
+    };
+    for (size_t i = 1; i < depth.size(); i++) {
+        EXPECT_EQ(depth[i][dcol("rep")], std::to_string(i));
+        EXPECT_EQ(depth[i][dcol("shallow_lo")], "4");
+        EXPECT_EQ(depth[i][dcol("shallow_hi")], "11");
+        EXPECT_EQ(depth[i][dcol("deep_lo")], "93");
+        EXPECT_EQ(depth[i][dcol("deep_hi")], "100");
+        EXPECT_GT(std::stod(depth[i][dcol("shallow_ms")]), 0.0);
+        EXPECT_GT(std::stod(depth[i][dcol("deep_ms")]), 0.0);
+        EXPECT_GT(std::stod(depth[i][dcol("bytes_rise_pct")]), 0.0);  // the KV read grows with depth
+    }
 }

@@ -2,6 +2,10 @@
 
 #include <fmt/core.h>
 
+#include <algorithm>
+
+#include "analysis/cost_model.h"
+#include "core/error.h"
 #include "experiments/experiments.h"
 
 namespace kvscope::exp {
@@ -23,8 +27,11 @@ Bench run_bench(Context& ctx, int P, int N) {
     for (DType w : {DType::F32, DType::BF16, DType::F16})
         add(fmt::format("decode {} b1", dtype_name(w)), w, 1, P, N, true, false);
     add("decode fp32 b8", DType::F32, 8, P, N, true, false);
+    // N steps centred on depth `deep` (mean depth prompt + (N - 2) / 2), as many steps as the
+    // prompt-P rows: the slow first steps after a long prefill weigh the same in both.
     const int deep = std::min(896, c.n_ctx - 32);
-    add(fmt::format("decode fp32 b1 depth {}", deep), DType::F32, 1, deep, 32, true, false);
+    const int deep_prompt = std::max(1, std::min(deep - (N - 2) / 2, c.n_ctx - N));
+    add(fmt::format("decode fp32 b1 depth {}", deep_prompt + (N - 2) / 2), DType::F32, 1, deep_prompt, N, true, false);
     const int pre = std::min(512, c.n_ctx - 1);
     add(fmt::format("prefill fp32 {}", pre), DType::F32, 1, pre, 1, true, true);
     add(fmt::format("prefill bf16 {}", pre), DType::BF16, 1, pre, 1, true, true);
@@ -33,6 +40,20 @@ Bench run_bench(Context& ctx, int P, int N) {
 
     std::vector<Spec> grid;
     for (const auto& r : rows) grid.push_back(r.spec);
+    // The depth sweep: one generation from prompt P past `deep`; its shallow window holds the
+    // depths of the b1 rows' steps, its deep window N - 1 steps centred on `deep`.
+    DepthSweep sweep;
+    sweep.prompt = P;
+    sweep.shallow_lo = P, sweep.shallow_hi = P + N - 1;
+    sweep.deep_lo = std::max(sweep.shallow_hi, deep - (N - 2) / 2), sweep.deep_hi = sweep.deep_lo + N - 1;
+    sweep.new_tokens = sweep.deep_hi - P + 1;  // its last step runs at depth deep_hi - 1
+    const bool with_sweep = P + sweep.new_tokens <= c.n_ctx;
+    if (with_sweep) {
+        Spec s;
+        s.prompts = {make_prompt(ctx, P)};
+        s.new_tokens = sweep.new_tokens;
+        grid.push_back(s);
+    }
     std::vector<Result> res;
     analysis::Measure bw;
     std::map<int, int> wins;
@@ -42,6 +63,29 @@ Bench run_bench(Context& ctx, int P, int N) {
         sampler.sample();
         bw = sampler.samples();
         wins = sampler.wins();
+    }
+    if (with_sweep) {
+        const Result& r = res.back();
+        std::vector<double> rise, slope, shallow;
+        for (const GenerateResult& g : r.reps) {
+            sweep.reps.push_back(
+                depth_window(g.step_ms, P, sweep.shallow_lo, sweep.shallow_hi, sweep.deep_lo, sweep.deep_hi));
+            rise.push_back(sweep.reps.back().rise);
+            slope.push_back(sweep.reps.back().ms_per_key);
+            shallow.push_back(sweep.reps.back().shallow_ms);
+        }
+        sweep.rise = summarize(rise).median;
+        sweep.ms_per_key = summarize(slope).median;
+        // The cost is linear in depth: the mean step of a window costs the step at its mean depth.
+        const Cost lo = decode_step_cost(c, DType::F32, DType::F32, 1, (sweep.shallow_lo + sweep.shallow_hi - 1) / 2);
+        const Cost hi = decode_step_cost(c, DType::F32, DType::F32, 1, (sweep.deep_lo + sweep.deep_hi - 1) / 2);
+        const double per_key = (decode_step_cost(c, DType::F32, DType::F32, 1, sweep.deep_hi).bytes() -
+                                decode_step_cost(c, DType::F32, DType::F32, 1, sweep.shallow_lo).bytes()) /
+                               double(sweep.deep_hi - sweep.shallow_lo);
+        sweep.bytes_rise = hi.bytes() / lo.bytes() - 1;
+        sweep.kv_gbs = sweep.ms_per_key > 0 ? per_key / (sweep.ms_per_key * 1e6) : 0;
+        sweep.shallow_gbs = lo.bytes() / (summarize(shallow).median * 1e6);
+        res.pop_back();
     }
     for (size_t i = 0; i < rows.size(); i++) {
         rows[i].result = res[i];
@@ -59,7 +103,50 @@ Bench run_bench(Context& ctx, int P, int N) {
             rows[i].point.phase = "no-cache step";
         }
     }
-    return {std::move(rows), bw, std::move(wins)};
+    return {std::move(rows), std::move(sweep), bw, std::move(wins)};
+}
+
+DepthWindow depth_window(const std::vector<double>& step_ms, int first_depth, int shallow_lo, int shallow_hi,
+                         int deep_lo, int deep_hi) {
+    auto window = [&](int lo, int hi) {
+        std::vector<double> v;
+        for (int k = std::max(0, lo - first_depth); k < hi - first_depth && k < int(step_ms.size()); k++)
+            v.push_back(step_ms[size_t(k)]);
+        if (v.empty()) fail("depth window [{}, {}) holds no step of a generation from depth {} ({} steps)", lo, hi,
+                            first_depth, step_ms.size());
+        return summarize(v).median;
+    };
+    DepthWindow w;
+    w.shallow_ms = window(shallow_lo, shallow_hi);
+    w.deep_ms = window(deep_lo, deep_hi);
+    w.rise = w.deep_ms / w.shallow_ms - 1;
+    // Least squares through the medians of whole 64-step bins (depth at the bin's centre).
+    constexpr int kBin = 64;
+    std::vector<double> x, y;
+    for (size_t b = 0; b + kBin <= step_ms.size(); b += kBin) {
+        x.push_back(first_depth + double(b) + (kBin - 1) / 2.0);
+        y.push_back(summarize(std::vector<double>(step_ms.begin() + long(b), step_ms.begin() + long(b + kBin))).median);
+    }
+    if (x.size() >= 2) {
+        double mx = 0, my = 0, sxy = 0, sxx = 0;
+        for (size_t i = 0; i < x.size(); i++) mx += x[i], my += y[i];
+        mx /= double(x.size()), my /= double(x.size());
+        for (size_t i = 0; i < x.size(); i++) sxy += (x[i] - mx) * (y[i] - my), sxx += (x[i] - mx) * (x[i] - mx);
+        w.ms_per_key = sxy / sxx;
+    }
+    return w;
+}
+
+std::string depth_summary(const DepthSweep& d) {
+    if (d.reps.empty()) return "";
+    std::string reps;
+    for (const DepthWindow& w : d.reps) reps += fmt::format("{}{:+.1f}%", reps.empty() ? "" : " ", 100 * w.rise);
+    return fmt::format(
+        "depth in one generation (prompt {}, {} new tokens, {} reps): the median step at depths {}-{} vs {}-{}:\n"
+        "  ms/token {:+.1f}% (reps {}) for {:+.1f}% bytes per step; each token of context adds {:.2f} us,\n"
+        "  the KV read at {:.1f} GB/s (the shallow steps: {:.1f} GB/s)\n",
+        d.prompt, d.new_tokens, d.reps.size(), d.deep_lo, d.deep_hi - 1, d.shallow_lo, d.shallow_hi - 1, 100 * d.rise,
+        reps, 100 * d.bytes_rise, d.ms_per_key * 1e3, d.kv_gbs, d.shallow_gbs);
 }
 
 std::string bench_table(const std::vector<BenchRow>& rows) {
