@@ -141,12 +141,16 @@ std::string depth_summary(const DepthSweep& d) {
     if (d.reps.empty()) return "";
     std::string reps;
     for (const DepthWindow& w : d.reps) reps += fmt::format("{}{:+.1f}%", reps.empty() ? "" : " ", 100 * w.rise);
+    // A slope at or below zero (a tiny model whose KV read is lost in the noise) has no rate.
+    const std::string slope =
+        d.ms_per_key > 0 ? fmt::format("each token of context adds {:.2f} us,\n  the KV read at {:.1f} GB/s",
+                                       d.ms_per_key * 1e3, d.kv_gbs)
+                         : std::string("the step time shows no growth with depth\n ");
     return fmt::format(
         "depth in one generation (prompt {}, {} new tokens, {} reps): the median step at depths {}-{} vs {}-{}:\n"
-        "  ms/token {:+.1f}% (reps {}) for {:+.1f}% bytes per step; each token of context adds {:.2f} us,\n"
-        "  the KV read at {:.1f} GB/s (the shallow steps: {:.1f} GB/s)\n",
+        "  ms/token {:+.1f}% (reps {}) for {:+.1f}% bytes per step; {} (the shallow steps: {:.1f} GB/s)\n",
         d.prompt, d.new_tokens, d.reps.size(), d.deep_lo, d.deep_hi - 1, d.shallow_lo, d.shallow_hi - 1, 100 * d.rise,
-        reps, 100 * d.bytes_rise, d.ms_per_key * 1e3, d.kv_gbs, d.shallow_gbs);
+        reps, 100 * d.bytes_rise, slope, d.shallow_gbs);
 }
 
 std::string bench_table(const std::vector<BenchRow>& rows) {
