@@ -66,22 +66,22 @@ Bench run_bench(Context& ctx, int P, int N) {
     }
     if (with_sweep) {
         const Result& r = res.back();
-        std::vector<double> rise, slope, shallow;
+        std::vector<double> rise, per_key_ms, shallow;
         for (const GenerateResult& g : r.reps) {
             sweep.reps.push_back(
                 depth_window(g.step_ms, P, sweep.shallow_lo, sweep.shallow_hi, sweep.deep_lo, sweep.deep_hi));
             rise.push_back(sweep.reps.back().rise);
-            slope.push_back(sweep.reps.back().ms_per_key);
+            per_key_ms.push_back(sweep.reps.back().ms_per_key);
             shallow.push_back(sweep.reps.back().shallow_ms);
         }
         sweep.rise = summarize(rise).median;
-        sweep.ms_per_key = summarize(slope).median;
+        sweep.ms_per_key = summarize(per_key_ms).median;
         // The cost is linear in depth: the mean step of a window costs the step at its mean depth.
-        const Cost lo = decode_step_cost(c, DType::F32, DType::F32, 1, (sweep.shallow_lo + sweep.shallow_hi - 1) / 2);
-        const Cost hi = decode_step_cost(c, DType::F32, DType::F32, 1, (sweep.deep_lo + sweep.deep_hi - 1) / 2);
-        const double per_key = (decode_step_cost(c, DType::F32, DType::F32, 1, sweep.deep_hi).bytes() -
-                                decode_step_cost(c, DType::F32, DType::F32, 1, sweep.shallow_lo).bytes()) /
-                               double(sweep.deep_hi - sweep.shallow_lo);
+        const int mid_shallow = (sweep.shallow_lo + sweep.shallow_hi - 1) / 2;
+        const int mid_deep = (sweep.deep_lo + sweep.deep_hi - 1) / 2;
+        const Cost lo = decode_step_cost(c, DType::F32, DType::F32, 1, mid_shallow);
+        const Cost hi = decode_step_cost(c, DType::F32, DType::F32, 1, mid_deep);
+        const double per_key = (hi.bytes() - lo.bytes()) / double(mid_deep - mid_shallow);
         sweep.bytes_rise = hi.bytes() / lo.bytes() - 1;
         sweep.kv_gbs = sweep.ms_per_key > 0 ? per_key / (sweep.ms_per_key * 1e6) : 0;
         sweep.shallow_gbs = lo.bytes() / (summarize(shallow).median * 1e6);
@@ -120,20 +120,9 @@ DepthWindow depth_window(const std::vector<double>& step_ms, int first_depth, in
     w.shallow_ms = window(shallow_lo, shallow_hi);
     w.deep_ms = window(deep_lo, deep_hi);
     w.rise = w.deep_ms / w.shallow_ms - 1;
-    // Least squares through the medians of whole 64-step bins (depth at the bin's centre).
-    constexpr int kBin = 64;
-    std::vector<double> x, y;
-    for (size_t b = 0; b + kBin <= step_ms.size(); b += kBin) {
-        x.push_back(first_depth + double(b) + (kBin - 1) / 2.0);
-        y.push_back(summarize(std::vector<double>(step_ms.begin() + long(b), step_ms.begin() + long(b + kBin))).median);
-    }
-    if (x.size() >= 2) {
-        double mx = 0, my = 0, sxy = 0, sxx = 0;
-        for (size_t i = 0; i < x.size(); i++) mx += x[i], my += y[i];
-        mx /= double(x.size()), my /= double(x.size());
-        for (size_t i = 0; i < x.size(); i++) sxy += (x[i] - mx) * (y[i] - my), sxx += (x[i] - mx) * (x[i] - mx);
-        w.ms_per_key = sxy / sxx;
-    }
+    // Per key between the windows' mean depths (the medians' positions for steps evenly spaced).
+    const double mid_shallow = (shallow_lo + shallow_hi - 1) / 2.0, mid_deep = (deep_lo + deep_hi - 1) / 2.0;
+    w.ms_per_key = (w.deep_ms - w.shallow_ms) / (mid_deep - mid_shallow);
     return w;
 }
 
@@ -141,16 +130,17 @@ std::string depth_summary(const DepthSweep& d) {
     if (d.reps.empty()) return "";
     std::string reps;
     for (const DepthWindow& w : d.reps) reps += fmt::format("{}{:+.1f}%", reps.empty() ? "" : " ", 100 * w.rise);
-    // A slope at or below zero (a tiny model whose KV read is lost in the noise) has no rate.
-    const std::string slope =
-        d.ms_per_key > 0 ? fmt::format("each token of context adds {:.2f} us,\n  the KV read at {:.1f} GB/s",
-                                       d.ms_per_key * 1e3, d.kv_gbs)
-                         : std::string("the step time shows no growth with depth\n ");
+    // No growth (a tiny model whose KV read is lost in the noise) has no rate.
+    const std::string growth =
+        d.ms_per_key > 0
+            ? fmt::format("each token of context adds {:.2f} us:\n  the extra KV bytes read at {:.1f} GB/s",
+                          d.ms_per_key * 1e3, d.kv_gbs)
+            : std::string("the step time shows no growth with depth\n ");
     return fmt::format(
         "depth in one generation (prompt {}, {} new tokens, {} reps): the median step at depths {}-{} vs {}-{}:\n"
         "  ms/token {:+.1f}% (reps {}) for {:+.1f}% bytes per step; {} (the shallow steps: {:.1f} GB/s)\n",
         d.prompt, d.new_tokens, d.reps.size(), d.deep_lo, d.deep_hi - 1, d.shallow_lo, d.shallow_hi - 1, 100 * d.rise,
-        reps, 100 * d.bytes_rise, slope, d.shallow_gbs);
+        reps, 100 * d.bytes_rise, growth, d.shallow_gbs);
 }
 
 std::string bench_table(const std::vector<BenchRow>& rows) {

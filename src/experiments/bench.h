@@ -29,8 +29,7 @@ struct BenchRow {
 struct DepthWindow {
     double shallow_ms = 0, deep_ms = 0;  // median step of each window
     double rise = 0;                     // deep_ms / shallow_ms - 1
-    double ms_per_key = 0;               // slope of step ms against depth (least squares over
-                                         // the medians of 64-step bins, so stray slow steps do not tilt it)
+    double ms_per_key = 0;               // (deep_ms - shallow_ms) / the distance of the windows' mean depths
 };
 DepthWindow depth_window(const std::vector<double>& step_ms, int first_depth, int shallow_lo, int shallow_hi,
                          int deep_lo, int deep_hi);
@@ -42,7 +41,8 @@ struct DepthSweep {
     double rise = 0;          // median over reps
     double bytes_rise = 0;    // cost model: bytes per step at the deep window's mean depth over the shallow one's, - 1
     double ms_per_key = 0;    // median over reps
-    double kv_gbs = 0;        // KV bytes one more key adds to a step / ms_per_key
+    double kv_gbs = 0;        // KV bytes one more key adds to a step / ms_per_key: the rate of the
+                              // extra bytes; at the shallow steps' rate, the rise is the bytes' rise
     double shallow_gbs = 0;   // bytes of a shallow step / the median shallow step
 };
 
