@@ -258,7 +258,8 @@ TEST(Cli, BenchQuickWritesEveryRowAgainstTheInRunBandwidth) {
                                                 "no-cache fp32 b1 +8"}));
 
     // The depth sweep: one generation from the prompt (depth 4) past the deep window, whose
-    // N - 1 = 7 steps are centred on depth 96; one row per repetition.
+    // N - 1 = 7 steps are centred on depth 96; the shallow window's 7 steps start after 32
+    // settling steps; one row per repetition.
     EXPECT_NE(r.out.find("depth in one generation (prompt 4, 97 new tokens, 2 reps)"), std::string::npos) << r.out;
     auto depth = read_csv(d / "bench_depth.csv");
     ASSERT_EQ(depth.size(), 1u + 2u);
@@ -270,8 +271,8 @@ TEST(Cli, BenchQuickWritesEveryRowAgainstTheInRunBandwidth) {
     };
     for (size_t i = 1; i < depth.size(); i++) {
         EXPECT_EQ(depth[i][dcol("rep")], std::to_string(i));
-        EXPECT_EQ(depth[i][dcol("shallow_lo")], "4");
-        EXPECT_EQ(depth[i][dcol("shallow_hi")], "11");
+        EXPECT_EQ(depth[i][dcol("shallow_lo")], "36");
+        EXPECT_EQ(depth[i][dcol("shallow_hi")], "43");
         EXPECT_EQ(depth[i][dcol("deep_lo")], "93");
         EXPECT_EQ(depth[i][dcol("deep_hi")], "100");
         EXPECT_GT(std::stod(depth[i][dcol("shallow_ms")]), 0.0);

@@ -40,11 +40,15 @@ Bench run_bench(Context& ctx, int P, int N) {
 
     std::vector<Spec> grid;
     for (const auto& r : rows) grid.push_back(r.spec);
-    // The depth sweep: one generation from prompt P past `deep`; its shallow window holds the
-    // depths of the b1 rows' steps, its deep window N - 1 steps centred on `deep`.
+    // The depth sweep: one generation from prompt P past `deep`, two windows of N - 1 steps (as
+    // many as a prompt-P row times): the shallow one after the first kSettleSteps, which can run
+    // several percent slow while the caches refill after the previous configuration (at batch 1
+    // a run's first 10-16 steps, on the Intel VM of docs/PERFORMANCE.md), the deep one centred
+    // on `deep`.
+    constexpr int kSettleSteps = 32;
     DepthSweep sweep;
     sweep.prompt = P;
-    sweep.shallow_lo = P, sweep.shallow_hi = P + N - 1;
+    sweep.shallow_lo = P + kSettleSteps, sweep.shallow_hi = sweep.shallow_lo + N - 1;
     sweep.deep_lo = std::max(sweep.shallow_hi, deep - (N - 2) / 2), sweep.deep_hi = sweep.deep_lo + N - 1;
     sweep.new_tokens = sweep.deep_hi - P + 1;  // its last step runs at depth deep_hi - 1
     const bool with_sweep = P + sweep.new_tokens <= c.n_ctx;
