@@ -1,7 +1,8 @@
 // Microbenchmark of attention over the KV cache at decode, as the engine runs it for one
 // token: distilgpt2's 6 layers x 12 heads of head_dim 64, split over the OpenMP team, each
 // head reading its K and V rows once. `attention/<dtype>/keys:K/heads:N` takes the heads N at
-// a time (ops::attend_heads; the engine uses N = 2). Reports the KV bytes read
+// a time (ops::attend_heads; the engine uses N = 2); `attention/layers/...` runs the pairs as the
+// engine does, one parallel region (and barrier) per layer. Reports the KV bytes read
 // per second, next to a plain AVX2 sum over the same per-head blocks in the same order (the
 // most this access pattern can read on this machine). The cache is cold, as in a decode step
 // between two layers' weights: iterations cycle through copies that outgrow the caches.
@@ -86,6 +87,33 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group) {
     state.counters["threads"] = double(nt);
 }
 
+// As the engine runs it: one parallel region per layer (12 heads, 6 pairs), a barrier after each.
+void bm_attention_layers(benchmark::State& state, DType dt, int keys) {
+    ColdKv kv(keys, dt);
+    std::vector<float> q(kHeadDim, 0.1f);
+    auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
+    const int nt = omp_get_max_threads();
+    const size_t row = (size_t(2) * size_t(keys) + 15) / 16 * 16;
+    auto scores = make_aligned<float>(size_t(nt) * row);
+    int64_t copy = 0;
+    for (auto _ : state) {
+        for (int layer = 0; layer < 6; layer++) {
+#pragma omp parallel for schedule(dynamic, 1)
+            for (int h = layer * 12; h < layer * 12 + 12; h += 2) {
+                float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
+                const float* qs[2] = {q.data(), q.data()};
+                const void* ks[2] = {kv.head(kv.k, copy, h), kv.head(kv.k, copy, h + 1)};
+                const void* vs[2] = {kv.head(kv.v, copy, h), kv.head(kv.v, copy, h + 1)};
+                float* os[2] = {out.get() + h * kHeadDim, out.get() + (h + 1) * kHeadDim};
+                ops::attend_heads(2, qs, ks, vs, dt, kHeadDim, 0, keys, 0.125f, sc, os);
+            }
+        }
+        benchmark::DoNotOptimize(out.get());
+        copy = (copy + 1) % kv.copies;
+    }
+    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * kv.per_head * kHeads * int64_t(kv.elem));
+}
+
 // The same blocks, K then V of each head, summed with 4 accumulators: no attention work.
 void bm_kv_read(benchmark::State& state, DType dt, int keys) {
     ColdKv kv(keys, dt);
@@ -113,7 +141,7 @@ void bm_kv_read(benchmark::State& state, DType dt, int keys) {
 }
 
 const int kRegistered = [] {
-    for (int keys : {128, 912}) {
+    for (int keys : {128, 912, 3648}) {
         for (DType dt : {DType::F32, DType::F16, DType::BF16})
             for (int group : {1, 2, 3, 4, 6})
                 benchmark::RegisterBenchmark(("attention/" + std::string(dtype_name(dt)) + "/keys:" +
@@ -123,6 +151,11 @@ const int kRegistered = [] {
                     ->Unit(benchmark::kMicrosecond)
                     ->MeasureProcessCPUTime()
                     ->UseRealTime();
+        benchmark::RegisterBenchmark(("attention/layers/fp32/keys:" + std::to_string(keys)).c_str(), bm_attention_layers,
+                                     DType::F32, keys)
+            ->Unit(benchmark::kMicrosecond)
+            ->MeasureProcessCPUTime()
+            ->UseRealTime();
         benchmark::RegisterBenchmark(("attention/kv_read_baseline/fp32/keys:" + std::to_string(keys)).c_str(), bm_kv_read,
                                      DType::F32, keys)
             ->Unit(benchmark::kMicrosecond)
