@@ -237,14 +237,15 @@ TEST(Cli, BenchQuickWritesEveryRowAgainstTheInRunBandwidth) {
     const double printed = std::stod(r.out.substr(num_begin, num_end - num_begin));
     EXPECT_EQ(std::stoi(r.out.substr(at + key.size())), 3);  // before each of 2 rounds, and after
 
+    // Index of a column in a CSV's header row.
+    auto column = [](const std::vector<std::string>& header, const std::string& name) {
+        auto it = std::find(header.begin(), header.end(), name);
+        EXPECT_NE(it, header.end()) << name;
+        return size_t(it - header.begin());
+    };
     auto rows = read_csv(d / "bench.csv");
     ASSERT_EQ(rows.size(), 1u + 8u);
-    const auto& h = rows[0];
-    auto col = [&](const std::string& name) {
-        auto it = std::find(h.begin(), h.end(), name);
-        EXPECT_NE(it, h.end()) << name;
-        return size_t(it - h.begin());
-    };
+    auto col = [&](const std::string& name) { return column(rows[0], name); };
     const size_t label = col("label"), peak = col("peak_gbs"), gbs = col("gbs");
     std::vector<std::string> labels;
     for (size_t i = 1; i < rows.size(); i++) {
@@ -263,12 +264,7 @@ TEST(Cli, BenchQuickWritesEveryRowAgainstTheInRunBandwidth) {
     EXPECT_NE(r.out.find("depth in one generation (prompt 4, 97 new tokens, 2 reps)"), std::string::npos) << r.out;
     auto depth = read_csv(d / "bench_depth.csv");
     ASSERT_EQ(depth.size(), 1u + 2u);
-    const auto& dh = depth[0];
-    auto dcol = [&](const std::string& name) {
-        auto it = std::find(dh.begin(), dh.end(), name);
-        EXPECT_NE(it, dh.end()) << name;
-        return size_t(it - dh.begin());
-    };
+    auto dcol = [&](const std::string& name) { return column(depth[0], name); };
     for (size_t i = 1; i < depth.size(); i++) {
         EXPECT_EQ(depth[i][dcol("rep")], std::to_string(i));
         EXPECT_EQ(depth[i][dcol("shallow_lo")], "36");
