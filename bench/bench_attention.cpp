@@ -55,7 +55,9 @@ struct ColdKv {
     }
 };
 
-void bm_attention(benchmark::State& state, DType dt, int keys, int group) {
+// `regions` parallel regions per token, each over kHeads / regions heads: 1 (all heads, one
+// barrier) or 6 (the engine's structure: one region and barrier per layer of 12 heads).
+void bm_attention(benchmark::State& state, DType dt, int keys, int group, int regions) {
     ColdKv kv(keys, dt);
     std::vector<float> q(kHeadDim, 0.1f);
     // Outputs and score rows 64-byte aligned, as in the engine: a cache line shared by two
@@ -64,54 +66,30 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group) {
     const int nt = omp_get_max_threads();
     const size_t row = (size_t(group) * size_t(keys) + 15) / 16 * 16;
     auto scores = make_aligned<float>(size_t(nt) * row);
+    const int per_region = kHeads / regions;
     int64_t copy = 0;
     for (auto _ : state) {
+        for (int g = 0; g < regions; g++) {
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int h = 0; h < kHeads; h += group) {
-            float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
-            const float* qs[ops::kMaxHeadGroup];
-            const void *ks[ops::kMaxHeadGroup], *vs[ops::kMaxHeadGroup];
-            float* os[ops::kMaxHeadGroup];
-            for (int x = 0; x < group; x++) {
-                qs[x] = q.data();
-                ks[x] = kv.head(kv.k, copy, h + x);
-                vs[x] = kv.head(kv.v, copy, h + x);
-                os[x] = out.get() + (h + x) * kHeadDim;
+            for (int h = g * per_region; h < (g + 1) * per_region; h += group) {
+                float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
+                const float* qs[ops::kMaxHeadGroup];
+                const void *ks[ops::kMaxHeadGroup], *vs[ops::kMaxHeadGroup];
+                float* os[ops::kMaxHeadGroup];
+                for (int x = 0; x < group; x++) {
+                    qs[x] = q.data();
+                    ks[x] = kv.head(kv.k, copy, h + x);
+                    vs[x] = kv.head(kv.v, copy, h + x);
+                    os[x] = out.get() + (h + x) * kHeadDim;
+                }
+                ops::attend_heads(group, qs, ks, vs, dt, kHeadDim, 0, keys, 0.125f, sc, os);
             }
-            ops::attend_heads(group, qs, ks, vs, dt, kHeadDim, 0, keys, 0.125f, sc, os);
         }
         benchmark::DoNotOptimize(out.get());
         copy = (copy + 1) % kv.copies;
     }
     state.SetBytesProcessed(int64_t(state.iterations()) * 2 * kv.per_head * kHeads * int64_t(kv.elem));
     state.counters["threads"] = double(nt);
-}
-
-// As the engine runs it: one parallel region per layer (12 heads, 6 pairs), a barrier after each.
-void bm_attention_layers(benchmark::State& state, DType dt, int keys) {
-    ColdKv kv(keys, dt);
-    std::vector<float> q(kHeadDim, 0.1f);
-    auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
-    const int nt = omp_get_max_threads();
-    const size_t row = (size_t(2) * size_t(keys) + 15) / 16 * 16;
-    auto scores = make_aligned<float>(size_t(nt) * row);
-    int64_t copy = 0;
-    for (auto _ : state) {
-        for (int layer = 0; layer < 6; layer++) {
-#pragma omp parallel for schedule(dynamic, 1)
-            for (int h = layer * 12; h < layer * 12 + 12; h += 2) {
-                float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
-                const float* qs[2] = {q.data(), q.data()};
-                const void* ks[2] = {kv.head(kv.k, copy, h), kv.head(kv.k, copy, h + 1)};
-                const void* vs[2] = {kv.head(kv.v, copy, h), kv.head(kv.v, copy, h + 1)};
-                float* os[2] = {out.get() + h * kHeadDim, out.get() + (h + 1) * kHeadDim};
-                ops::attend_heads(2, qs, ks, vs, dt, kHeadDim, 0, keys, 0.125f, sc, os);
-            }
-        }
-        benchmark::DoNotOptimize(out.get());
-        copy = (copy + 1) % kv.copies;
-    }
-    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * kv.per_head * kHeads * int64_t(kv.elem));
 }
 
 // The same blocks, K then V of each head, summed with 4 accumulators: no attention work.
@@ -147,12 +125,12 @@ const int kRegistered = [] {
                 benchmark::RegisterBenchmark(("attention/" + std::string(dtype_name(dt)) + "/keys:" +
                                               std::to_string(keys) + "/heads:" + std::to_string(group))
                                                  .c_str(),
-                                             bm_attention, dt, keys, group)
+                                             bm_attention, dt, keys, group, 1)
                     ->Unit(benchmark::kMicrosecond)
                     ->MeasureProcessCPUTime()
                     ->UseRealTime();
-        benchmark::RegisterBenchmark(("attention/layers/fp32/keys:" + std::to_string(keys)).c_str(), bm_attention_layers,
-                                     DType::F32, keys)
+        benchmark::RegisterBenchmark(("attention/layers/fp32/keys:" + std::to_string(keys)).c_str(), bm_attention,
+                                     DType::F32, keys, 2, 6)
             ->Unit(benchmark::kMicrosecond)
             ->MeasureProcessCPUTime()
             ->UseRealTime();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <random>
 #include <vector>
@@ -237,35 +238,30 @@ TEST_F(MatmulTest, AnyThreadCount) {
     omp_set_num_threads(saved);
 }
 
-// Decode at batch 1-3 reads up to 4 (one row) or 2 panels of a thread's run side by side,
-// one from each part: every count of panels per thread (parts of unequal length, fewer panels
-// than parts) must cover each column exactly once, for every row. n_in is large enough for a
-// 2-thread split (the kernels stay on one thread below 65536 multiply-adds).
-TEST_F(MatmulTest, FewRowsEveryPanelCount) {
+// Every count of panels per thread, 1 to 2 * max_per_thread panels for teams of 1 and 2
+// (parts of unequal length, fewer panels than parts), must cover each column exactly once, for
+// every m in rows; the bias on every other panel count (those of parity bias_parity).
+void check_every_panel_count(int64_t max_per_thread, std::initializer_list<int64_t> rows, int64_t n_in,
+                             int64_t bias_parity) {
     const int saved = omp_get_max_threads();
     for (int nt : {1, 2}) {
         omp_set_num_threads(nt);
         for (DType dt : kDTypes)
-            for (int64_t panels = 1; panels <= 2 * 13; panels++)
-                for (int64_t m = 1; m <= 3; m++)
-                    check(Path::Gemv, dt, Layout::Packed, m, 4099, panels * kPanel - 5, /*with_bias=*/panels % 2 == 0);
+            for (int64_t panels = 1; panels <= 2 * max_per_thread; panels++)
+                for (int64_t m : rows)
+                    check(Path::Gemv, dt, Layout::Packed, m, n_in, panels * kPanel - 5, panels % 2 == bias_parity);
     }
     omp_set_num_threads(saved);
 }
 
+// Decode at batch 1-3 reads up to 4 (one row) or 2 panels of a thread's run side by side,
+// one from each part. n_in is large enough for a 2-thread split (the kernels stay on one
+// thread below 65536 multiply-adds).
+TEST_F(MatmulTest, FewRowsEveryPanelCount) { check_every_panel_count(13, {1, 2, 3}, 4099, 0); }
+
 // Batched decode (4 to 48 rows) cuts a thread's run into 3 parts whose panels alternate chunk
-// by chunk: every count of panels per thread must cover each column exactly once.
-TEST_F(MatmulTest, ChunkedPartsEveryPanelCount) {
-    const int saved = omp_get_max_threads();
-    for (int nt : {1, 2}) {
-        omp_set_num_threads(nt);
-        for (DType dt : kDTypes)
-            for (int64_t panels = 1; panels <= 2 * 7; panels++)
-                for (int64_t m : {4, 8, 13, 48})
-                    check(Path::Gemv, dt, Layout::Packed, m, 1027, panels * kPanel - 5, /*with_bias=*/panels % 2 == 1);
-    }
-    omp_set_num_threads(saved);
-}
+// by chunk.
+TEST_F(MatmulTest, ChunkedPartsEveryPanelCount) { check_every_panel_count(7, {4, 8, 13, 48}, 1027, 1); }
 
 TEST_F(MatmulTest, EmptyInput) {
     // n_in == 0: y is the bias (or zero), on both paths.
@@ -352,14 +348,8 @@ TEST_F(MatmulAvx512, AnyThreadCountEveryPanelCount) {
         for (DType dt : kDTypes)
             for (int64_t m : {5, 8, 11, 20}) check(Path::Gemv, dt, Layout::Packed, m, 259, 517, true);
     }
-    for (int nt : {1, 2}) {
-        omp_set_num_threads(nt);
-        for (DType dt : kDTypes)
-            for (int64_t panels = 1; panels <= 2 * 7; panels++)
-                for (int64_t m : {4, 8, 9, 12})
-                    check(Path::Gemv, dt, Layout::Packed, m, 4099, panels * kPanel - 5, panels % 2 == 0);
-    }
     omp_set_num_threads(saved);
+    check_every_panel_count(7, {4, 8, 9, 12}, 4099, 0);
 }
 
 TEST(ConvertTest, F32ToBf16MatchesScalarAllTails) {

@@ -29,9 +29,9 @@ Bench run_bench(Context& ctx, int P, int N) {
     add("decode fp32 b8", DType::F32, 8, P, N, true, false);
     // N steps centred on depth `deep` (mean depth prompt + (N - 2) / 2), as many steps as the
     // prompt-P rows: the slow first steps after a long prefill weigh the same in both.
-    const int deep = std::min(896, c.n_ctx - 32);
-    const int deep_prompt = std::max(1, std::min(deep - (N - 2) / 2, c.n_ctx - N));
-    add(fmt::format("decode fp32 b1 depth {}", deep_prompt + (N - 2) / 2), DType::F32, 1, deep_prompt, N, true, false);
+    const int deep = std::min(896, c.n_ctx - 32), half = (N - 2) / 2;
+    const int deep_prompt = std::max(1, std::min(deep - half, c.n_ctx - N));
+    add(fmt::format("decode fp32 b1 depth {}", deep_prompt + half), DType::F32, 1, deep_prompt, N, true, false);
     const int pre = std::min(512, c.n_ctx - 1);
     add(fmt::format("prefill fp32 {}", pre), DType::F32, 1, pre, 1, true, true);
     add(fmt::format("prefill bf16 {}", pre), DType::BF16, 1, pre, 1, true, true);
@@ -49,7 +49,7 @@ Bench run_bench(Context& ctx, int P, int N) {
     DepthSweep sweep;
     sweep.prompt = P;
     sweep.shallow_lo = P + kSettleSteps, sweep.shallow_hi = sweep.shallow_lo + N - 1;
-    sweep.deep_lo = std::max(sweep.shallow_hi, deep - (N - 2) / 2), sweep.deep_hi = sweep.deep_lo + N - 1;
+    sweep.deep_lo = std::max(sweep.shallow_hi, deep - half), sweep.deep_hi = sweep.deep_lo + N - 1;
     sweep.new_tokens = sweep.deep_hi - P + 1;  // its last step runs at depth deep_hi - 1
     const bool with_sweep = P + sweep.new_tokens <= c.n_ctx;
     if (with_sweep) {
