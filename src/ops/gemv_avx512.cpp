@@ -46,7 +46,7 @@ bool cpu_has_avx512() {
 
 bool enabled_at_start() {
     const char* env = std::getenv("KVSCOPE_AVX512");
-    return cpu_has_avx512() && !(env && std::string(env) == "0");
+    return available() && !(env && std::string(env) == "0");
 }
 
 std::atomic<bool> g_enabled{enabled_at_start()};
@@ -153,7 +153,10 @@ KVSCOPE_AVX512 void gemv_one_pass(const float* x, int64_t m, const WeightView& w
 
 }  // namespace
 
-bool available() { return cpu_has_avx512(); }
+bool available() {
+    static const bool has = cpu_has_avx512();  // CPUID and XGETBV once
+    return has;
+}
 
 bool enabled() { return g_enabled.load(std::memory_order_relaxed); }
 

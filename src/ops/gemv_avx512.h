@@ -14,7 +14,7 @@ inline constexpr int64_t kMaxRows = 12;
 // The CPU and the OS support AVX-512 F/BW/VL.
 bool available();
 
-// Whether ops::gemv uses this kernel (initially: available()). set_enabled(false) makes it
+// Whether ops::gemv uses this kernel (initially: available(), unless KVSCOPE_AVX512=0). set_enabled(false) makes it
 // use the AVX2 kernels everywhere (tests compare both; `KVSCOPE_AVX512=0` in the environment
 // does the same for a whole run); set_enabled(true) has no effect without available().
 // Returns the previous setting. Not to be called while a matmul runs.
