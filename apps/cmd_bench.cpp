@@ -95,10 +95,18 @@ void add_bench(CLI::App& app) {
                                  std::to_string(ds.deep_lo), std::to_string(ds.deep_hi), exp::fmt_num(w.shallow_ms),
                                  exp::fmt_num(w.deep_ms), exp::fmt_num(100 * w.rise), exp::fmt_num(100 * ds.bytes_rise),
                                  exp::fmt_num(w.ms_per_key * 1e3)});
+                if (i < ds.floor_reps.size()) {
+                    const exp::DepthWindow& f = ds.floor_reps[i];
+                    drows.back().insert(drows.back().end(), {exp::fmt_num(f.shallow_ms), exp::fmt_num(f.deep_ms),
+                                                             exp::fmt_num(100 * f.rise), exp::fmt_num(f.ms_per_key * 1e3)});
+                } else {
+                    drows.back().insert(drows.back().end(), 4, "");
+                }
             }
             exp::write_results(ctx, "bench_depth",
                                {"rep", "prompt_len", "max_new_tokens", "shallow_lo", "shallow_hi", "deep_lo", "deep_hi",
-                                "shallow_ms", "deep_ms", "rise_pct", "bytes_rise_pct", "us_per_key"},
+                                "shallow_ms", "deep_ms", "rise_pct", "bytes_rise_pct", "us_per_key", "floor_shallow_ms",
+                                "floor_deep_ms", "floor_rise_pct", "floor_us_per_key"},
                                drows);
         }
         Model& m = ctx.model(DType::F32);

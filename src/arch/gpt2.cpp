@@ -6,10 +6,12 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/error.h"
 #include "ops/attention.h"
 #include "ops/matmul.h"
 #include "ops/norm.h"
 #include "ops/pack.h"
+#include "ops/read.h"
 #include "ops/simd.h"
 
 namespace kvscope {
@@ -100,6 +102,35 @@ void Gpt2Model::forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, fl
     for (int o = 0; o < ub.n_out; o++) std::memcpy(xo_ + int64_t(o) * d, x_ + int64_t(ub.out_idx[o]) * d, size_t(d) * 4);
     ops::layernorm(xo_, ub.n_out, d, w_.lnf_w, w_.lnf_b, c_.norm_eps, xo_);
     ops::matmul(xo_, ub.n_out, w_.lm_head, nullptr, logits);                        // [n_out, n_vocab]
+}
+
+uint32_t Gpt2Model::read_step(const KvCache& cache, int seq, int keys) const {
+    const KvShape& ks = cache.shape();
+    if (keys < 1 || keys > ks.n_slots)
+        fail("read_step: {} keys; the cache holds 1 to {} per sequence", keys, ks.n_slots);
+    const int64_t kv_bytes = int64_t(keys) * ks.head_dim * int64_t(dtype_size(ks.dtype));
+    const int n_group = (ks.n_kv_head + kHeadGroup - 1) / kHeadGroup;
+    uint32_t total = 0;
+    auto weights = [&total](const WeightView& w) {
+#pragma omp parallel reduction(+ : total)
+        total += ops::read_share(w.data, w.bytes(), omp_get_thread_num(), omp_get_num_threads());
+    };
+    for (int il = 0; il < c_.n_layer; il++) {
+        const Gpt2Layer& L = w_.layers[size_t(il)];
+        const int kl = ks.n_layer == 1 ? 0 : il;
+        weights(L.attn_qkv);
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : total)
+        for (int g = 0; g < n_group; g++) {
+            const int h1 = std::min(ks.n_kv_head, (g + 1) * kHeadGroup);
+            for (int h = g * kHeadGroup; h < h1; h++) total += ops::read_words(cache.k(kl, seq, h), kv_bytes);
+            for (int h = g * kHeadGroup; h < h1; h++) total += ops::read_words(cache.v(kl, seq, h), kv_bytes);
+        }
+        weights(L.attn_proj);
+        weights(L.fc);
+        weights(L.proj);
+    }
+    weights(w_.lm_head);
+    return total;
 }
 
 }  // namespace kvscope

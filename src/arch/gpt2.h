@@ -34,6 +34,13 @@ public:
     // logits: [n_out, n_vocab].
     void forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, float* logits);
 
+    // Reads, without computing anything, the bytes a decode step of one token of sequence
+    // `seq` reads with `keys` keys cached (its own included), in forward()'s order and split
+    // over the threads as it splits them: each layer's QKV weights, the heads' K and V rows
+    // [0, keys) (head pairs, dynamic), the other three weight matrices; then the LM head.
+    // Returns a checksum of the bytes (ops::read_words). The floor under a decode step.
+    uint32_t read_step(const KvCache& cache, int seq, int keys) const;
+
     int max_tok() const { return max_tok_; }
     int64_t scratch_bytes() const { return scratch_bytes_; }
     const Gpt2Weights& weights() const { return w_; }

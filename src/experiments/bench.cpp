@@ -58,28 +58,41 @@ Bench run_bench(Context& ctx, int P, int N) {
         s.new_tokens = sweep.new_tokens;
         grid.push_back(s);
     }
+    // The read-only floor of the sweep's steps: the settling steps and the shallow window, then
+    // as many settling steps and the deep window (the steps between are not needed). Its own
+    // engine, built and freed inside the round hook, so that the rows' memory columns do not
+    // count its cache.
+    auto floor_rep = [&] {
+        EngineOptions eo;
+        eo.max_prompt = P;
+        eo.max_new_tokens = sweep.new_tokens;
+        Engine e(*ctx.model(DType::F32).weights, eo);
+        std::vector<double> ms(size_t(sweep.new_tokens - 1), 0.0);
+        const std::vector<double> a = e.read_floor_ms(P, sweep.shallow_hi - P);
+        const int deep_from = std::max(sweep.shallow_hi, sweep.deep_lo - kSettleSteps);
+        const std::vector<double> b = e.read_floor_ms(deep_from, sweep.deep_hi - deep_from);
+        std::copy(a.begin(), a.end(), ms.begin());
+        std::copy(b.begin(), b.end(), ms.begin() + (deep_from - P));
+        sweep.floor_reps.push_back(
+            depth_window(ms, P, sweep.shallow_lo, sweep.shallow_hi, sweep.deep_lo, sweep.deep_hi));
+    };
     std::vector<Result> res;
     analysis::Measure bw;
     std::map<int, int> wins;
     {
         analysis::BandwidthSampler sampler(ctx.threads, ctx.quick);
-        res = measure(ctx, "bench", grid, [&sampler] { sampler.sample(); });
+        res = measure(ctx, "bench", grid, [&] {
+            sampler.sample();
+            if (with_sweep) floor_rep();
+        });
         sampler.sample();
         bw = sampler.samples();
         wins = sampler.wins();
     }
     if (with_sweep) {
-        const Result& r = res.back();
-        std::vector<double> rise, per_key_ms, shallow;
-        for (const GenerateResult& g : r.reps) {
+        for (const GenerateResult& g : res.back().reps)
             sweep.reps.push_back(
                 depth_window(g.step_ms, P, sweep.shallow_lo, sweep.shallow_hi, sweep.deep_lo, sweep.deep_hi));
-            rise.push_back(sweep.reps.back().rise);
-            per_key_ms.push_back(sweep.reps.back().ms_per_key);
-            shallow.push_back(sweep.reps.back().shallow_ms);
-        }
-        sweep.rise = summarize(rise).median;
-        sweep.ms_per_key = summarize(per_key_ms).median;
         // The cost is linear in depth: the mean step of a window costs the step at its mean depth.
         const int mid_shallow = (sweep.shallow_lo + sweep.shallow_hi - 1) / 2;
         const int mid_deep = (sweep.deep_lo + sweep.deep_hi - 1) / 2;
@@ -87,8 +100,23 @@ Bench run_bench(Context& ctx, int P, int N) {
         const Cost hi = decode_step_cost(c, DType::F32, DType::F32, 1, mid_deep);
         const double per_key = (hi.bytes() - lo.bytes()) / double(mid_deep - mid_shallow);
         sweep.bytes_rise = hi.bytes() / lo.bytes() - 1;
-        sweep.kv_gbs = sweep.ms_per_key > 0 ? per_key / (sweep.ms_per_key * 1e6) : 0;
-        sweep.shallow_gbs = lo.bytes() / (summarize(shallow).median * 1e6);
+        // Medians over the reps: rise, ms per key, the extra bytes' rate, the shallow steps' rate.
+        auto medians = [&](const std::vector<DepthWindow>& reps, double& rise, double& ms_per_key, double& kv_gbs,
+                           double& shallow_gbs) {
+            std::vector<double> r, k, sh;
+            for (const DepthWindow& w : reps) {
+                r.push_back(w.rise);
+                k.push_back(w.ms_per_key);
+                sh.push_back(w.shallow_ms);
+            }
+            rise = summarize(r).median;
+            ms_per_key = summarize(k).median;
+            kv_gbs = ms_per_key > 0 ? per_key / (ms_per_key * 1e6) : 0;
+            shallow_gbs = lo.bytes() / (summarize(sh).median * 1e6);
+        };
+        medians(sweep.reps, sweep.rise, sweep.ms_per_key, sweep.kv_gbs, sweep.shallow_gbs);
+        medians(sweep.floor_reps, sweep.floor_rise, sweep.floor_ms_per_key, sweep.floor_kv_gbs,
+                sweep.floor_shallow_gbs);
         res.pop_back();
     }
     for (size_t i = 0; i < rows.size(); i++) {
@@ -132,19 +160,31 @@ DepthWindow depth_window(const std::vector<double>& step_ms, int first_depth, in
 
 std::string depth_summary(const DepthSweep& d) {
     if (d.reps.empty()) return "";
-    std::string reps;
-    for (const DepthWindow& w : d.reps) reps += fmt::format("{}{:+.1f}%", reps.empty() ? "" : " ", 100 * w.rise);
+    auto reps = [](const std::vector<DepthWindow>& ws) {
+        std::string s;
+        for (const DepthWindow& w : ws) s += fmt::format("{}{:+.1f}%", s.empty() ? "" : " ", 100 * w.rise);
+        return s;
+    };
     // No growth (a tiny model whose KV read is lost in the noise) has no rate.
-    const std::string growth =
-        d.ms_per_key > 0
-            ? fmt::format("each token of context adds {:.2f} us:\n  the extra KV bytes read at {:.1f} GB/s",
-                          d.ms_per_key * 1e3, d.kv_gbs)
-            : std::string("the step time shows no growth with depth\n ");
-    return fmt::format(
-        "depth in one generation (prompt {}, {} new tokens, {} reps): the median step at depths {}-{} vs {}-{}:\n"
-        "  ms/token {:+.1f}% (reps {}) for {:+.1f}% bytes per step; {} (the shallow steps: {:.1f} GB/s)\n",
-        d.prompt, d.new_tokens, d.reps.size(), d.deep_lo, d.deep_hi - 1, d.shallow_lo, d.shallow_hi - 1, 100 * d.rise,
-        reps, 100 * d.bytes_rise, growth, d.shallow_gbs);
+    auto growth = [](double ms_per_key, double kv_gbs) {
+        return ms_per_key > 0 ? fmt::format("each token of context adds {:.2f} us: the extra KV bytes at {:.1f} GB/s",
+                                            ms_per_key * 1e3, kv_gbs)
+                              : std::string("no growth with depth");
+    };
+    std::string s = fmt::format(
+        "depth in one generation (prompt {}, {} new tokens, {} reps): the median step at depths {}-{} vs {}-{},\n"
+        "for {:+.1f}% bytes per step (cost model):\n"
+        "  kvscope:     ms/token {:+.1f}% (reps {});\n"
+        "               {} (the shallow steps: {:.1f} GB/s)\n",
+        d.prompt, d.new_tokens, d.reps.size(), d.deep_lo, d.deep_hi - 1, d.shallow_lo, d.shallow_hi - 1,
+        100 * d.bytes_rise, 100 * d.rise, reps(d.reps), growth(d.ms_per_key, d.kv_gbs), d.shallow_gbs);
+    if (!d.floor_reps.empty())
+        s += fmt::format(
+            "  read floor:  the same bytes read with no arithmetic (same buffers, same order), before each round:\n"
+            "               ms/token {:+.1f}% (reps {});\n"
+            "               {} (the shallow steps: {:.1f} GB/s)\n",
+            100 * d.floor_rise, reps(d.floor_reps), growth(d.floor_ms_per_key, d.floor_kv_gbs), d.floor_shallow_gbs);
+    return s;
 }
 
 std::string bench_table(const std::vector<BenchRow>& rows) {

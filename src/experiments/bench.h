@@ -44,6 +44,11 @@ struct DepthSweep {
     double kv_gbs = 0;        // KV bytes one more key adds to a step / ms_per_key: the rate of the
                               // extra bytes; at the shallow steps' rate, the rise is the bytes' rise
     double shallow_gbs = 0;   // bytes of a shallow step / the median shallow step
+    // The same windows of read-only steps (Engine::read_floor_ms: every byte the step reads,
+    // in the same buffers and order, with no arithmetic), one generation's worth before each
+    // round of repetitions: what this machine charges for the extra KV bytes alone.
+    std::vector<DepthWindow> floor_reps;
+    double floor_rise = 0, floor_ms_per_key = 0, floor_kv_gbs = 0, floor_shallow_gbs = 0;
 };
 
 struct Bench {

@@ -55,6 +55,11 @@ public:
     // after prompt + forced[0..i-1]; forced.size() rows of n_vocab.
     std::vector<float> forced_logits(const std::vector<int32_t>& prompt, const std::vector<int32_t>& forced);
 
+    // The read-only floor (Gpt2Model::read_step) of decode steps of sequence 0 at depths
+    // first_depth .. first_depth + n_steps - 1 (keys cached before the step; it reads one more,
+    // its own): the ms of each, as GenerateResult::step_ms of a generation from that depth.
+    std::vector<double> read_floor_ms(int first_depth, int n_steps);
+
     int64_t kv_bytes() const { return cache_->bytes_allocated(); }
     int64_t scratch_bytes() const;
     const EngineOptions& options() const { return opt_; }
