@@ -274,5 +274,9 @@ TEST(Cli, BenchQuickWritesEveryRowAgainstTheInRunBandwidth) {
         EXPECT_GT(std::stod(depth[i][dcol("shallow_ms")]), 0.0);
         EXPECT_GT(std::stod(depth[i][dcol("deep_ms")]), 0.0);
         EXPECT_GT(std::stod(depth[i][dcol("bytes_rise_pct")]), 0.0);  // the KV read grows with depth
+        // The read-only floor of the same windows, one per round.
+        EXPECT_GT(std::stod(depth[i][dcol("floor_shallow_ms")]), 0.0);
+        EXPECT_GT(std::stod(depth[i][dcol("floor_deep_ms")]), 0.0);
     }
+    EXPECT_NE(r.out.find("read floor:"), std::string::npos) << r.out;
 }

@@ -2,7 +2,12 @@
 // left padding == packed, determinism, and the sampler.
 #include <gtest/gtest.h>
 
+#include <random>
+
+#include "arch/gpt2.h"
+#include "core/error.h"
 #include "model/loader.h"
+#include "ops/read.h"
 #include "runtime/engine.h"
 #include "test_util.h"
 
@@ -142,4 +147,51 @@ TEST(Generation, HalfPrecisionWeightsTrackFp32) {
         EXPECT_LT(mx, dt == DType::BF16 ? 5e-2 : 1e-2);
         EXPECT_GT(mx, 0.0);
     }
+}
+
+// The read-only floor reads what a decode step at that depth reads: every layer's four
+// matrices, the K and V rows [0, keys) of every head of the sequence, and the LM head.
+TEST(Generation, ReadFloorReadsTheStepsWeightsAndKeys) {
+    Fixture f;
+    const Gpt2Weights& w = *f.m.weights;
+    const ModelConfig& c = w.config();
+    const int slots = 40;
+    KvCache cache({c.n_layer, 2, c.n_kv_head, slots, c.head_dim, DType::F32});
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<float> k(size_t(c.n_kv_head * c.head_dim)), v(k.size());
+    for (int il = 0; il < c.n_layer; il++)
+        for (int seq = 0; seq < 2; seq++)
+            for (int slot = 0; slot < slots; slot++) {
+                for (size_t i = 0; i < k.size(); i++) k[i] = u(rng), v[i] = u(rng);
+                cache.write(il, seq, slot, k.data(), v.data());
+            }
+    Gpt2Model model(w, 1, 1, slots);
+    for (int seq : {0, 1})
+        for (int keys : {1, 17, slots}) {
+            uint32_t want = ops::read_words(w.lm_head.data, w.lm_head.bytes());
+            for (int il = 0; il < c.n_layer; il++) {
+                const Gpt2Layer& L = w.layers[size_t(il)];
+                for (const WeightView* m : {&L.attn_qkv, &L.attn_proj, &L.fc, &L.proj}) want += ops::read_words(m->data, m->bytes());
+                for (int h = 0; h < c.n_kv_head; h++) {
+                    want += ops::read_words(cache.k(il, seq, h), int64_t(keys) * c.head_dim * 4);
+                    want += ops::read_words(cache.v(il, seq, h), int64_t(keys) * c.head_dim * 4);
+                }
+            }
+            EXPECT_EQ(model.read_step(cache, seq, keys), want) << "sequence " << seq << ", " << keys << " keys";
+        }
+    EXPECT_THROW(model.read_step(cache, 0, slots + 1), Error);
+    EXPECT_THROW(model.read_step(cache, 0, 0), Error);
+
+    EngineOptions eo;
+    eo.max_prompt = 8;
+    eo.max_new_tokens = 24;
+    Engine e(w, eo);
+    const std::vector<double> ms = e.read_floor_ms(8, 23);
+    ASSERT_EQ(ms.size(), 23u);
+    for (double t : ms) EXPECT_GT(t, 0.0);
+    EXPECT_THROW(e.read_floor_ms(8, 25), Error);  // past the cache's 32 slots
+    eo.use_cache = false;
+    Engine nc(w, eo);
+    EXPECT_THROW(nc.read_floor_ms(0, 1), Error);
 }

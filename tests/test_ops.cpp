@@ -7,6 +7,7 @@
 
 #include "ops/attention.h"
 #include "ops/norm.h"
+#include "ops/read.h"
 #include "ops/simd.h"
 
 using namespace kvscope;
@@ -113,4 +114,30 @@ TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
                                                       << " [" << lo << "," << hi << ") head " << i / size_t(hd);
                 }
             }
+}
+
+// The read-only floor's kernel reads every byte: its sum equals a scalar sum of the same words
+// (and tail bytes) for every length and alignment, and thread shares add up to the whole.
+TEST(Ops, ReadWordsSumsEveryWordAndSharesAddUp) {
+    std::mt19937 rng(11);
+    std::vector<uint8_t> buf(200003);
+    for (auto& b : buf) b = uint8_t(rng());
+    auto ref = [&](size_t off, int64_t n) {
+        uint32_t s = 0;
+        int64_t i = 0;
+        for (; i + 4 <= n; i += 4)
+            s += uint32_t(buf[off + i]) | uint32_t(buf[off + i + 1]) << 8 | uint32_t(buf[off + i + 2]) << 16 |
+                 uint32_t(buf[off + i + 3]) << 24;
+        for (; i < n; i++) s += buf[off + i];
+        return s;
+    };
+    for (int64_t n : {0, 1, 3, 4, 31, 32, 63, 64, 127, 128, 129, 1000, 4103, 65536, 199997})
+        for (size_t off : {0, 1, 3, 4, 32}) {
+            ASSERT_EQ(ops::read_words(buf.data() + off, n), ref(off, n)) << "bytes " << n << " offset " << off;
+            for (int nt = 1; nt <= 3; nt++) {
+                uint32_t parts = 0;
+                for (int t = 0; t < nt; t++) parts += ops::read_share(buf.data() + off, n, t, nt);
+                EXPECT_EQ(parts, ref(off, n)) << "bytes " << n << " offset " << off << " threads " << nt;
+            }
+        }
 }
