@@ -184,6 +184,18 @@ std::string depth_summary(const DepthSweep& d) {
             "               ms/token {:+.1f}% (reps {});\n"
             "               {} (the shallow steps: {:.1f} GB/s)\n",
             100 * d.floor_rise, reps(d.floor_reps), growth(d.floor_ms_per_key, d.floor_kv_gbs), d.floor_shallow_gbs);
+    if (!d.floor_reps.empty()) {
+        auto median = [](const std::vector<DepthWindow>& ws, double DepthWindow::*f) {
+            std::vector<double> v;
+            for (const DepthWindow& w : ws) v.push_back(w.*f);
+            return summarize(v).median;
+        };
+        s += fmt::format("  kvscope's median step over the read floor's: {:.2f}x at depths {}-{}, {:.2f}x at {}-{}\n",
+                         median(d.reps, &DepthWindow::shallow_ms) / median(d.floor_reps, &DepthWindow::shallow_ms),
+                         d.shallow_lo, d.shallow_hi - 1,
+                         median(d.reps, &DepthWindow::deep_ms) / median(d.floor_reps, &DepthWindow::deep_ms),
+                         d.deep_lo, d.deep_hi - 1);
+    }
     return s;
 }
 

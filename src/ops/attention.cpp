@@ -50,10 +50,29 @@ template <DType T, int HD>
     return t * scale;
 }
 
+// max of s[lo, hi), in four vector accumulators: a plain loop compiles to one scalar maxss
+// per score, each waiting for the last (4 cycles a score: ~3.6k cycles per head at 912 keys).
+inline float max_of(const float* s, int lo, int hi) {
+    __m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    int j = lo;
+    for (; j + 32 <= hi; j += 32) {
+        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(s + j));
+        m1 = _mm256_max_ps(m1, _mm256_loadu_ps(s + j + 8));
+        m2 = _mm256_max_ps(m2, _mm256_loadu_ps(s + j + 16));
+        m3 = _mm256_max_ps(m3, _mm256_loadu_ps(s + j + 24));
+    }
+    for (; j + 8 <= hi; j += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(s + j));
+    alignas(32) float l[8];
+    _mm256_store_ps(l, _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3)));
+    float mx = l[0];
+    for (int i = 1; i < 8; i++) mx = l[i] > mx ? l[i] : mx;
+    for (; j < hi; j++) mx = s[j] > mx ? s[j] : mx;
+    return mx;
+}
+
 // s[lo, hi) <- exp(s - max s); returns 1 / their sum.
 inline float exp_shifted(float* s, int lo, int hi) {
-    float mx = -INFINITY;
-    for (int k = lo; k < hi; k++) mx = s[k] > mx ? s[k] : mx;
+    const float mx = max_of(s, lo, hi);
     const __m256 vmx = _mm256_set1_ps(mx);
     __m256 vs = _mm256_setzero_ps();
     int j = lo;
