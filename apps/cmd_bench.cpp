@@ -90,21 +90,16 @@ void add_bench(CLI::App& app) {
             std::vector<std::vector<std::string>> drows;
             for (size_t i = 0; i < ds.reps.size(); i++) {
                 const exp::DepthWindow& w = ds.reps[i];
-                drows.push_back({std::to_string(i + 1), std::to_string(ds.prompt), std::to_string(ds.new_tokens),
-                                 std::to_string(ds.shallow_lo), std::to_string(ds.shallow_hi),
-                                 std::to_string(ds.deep_lo), std::to_string(ds.deep_hi), exp::fmt_num(w.shallow_ms),
-                                 exp::fmt_num(w.deep_ms), exp::fmt_num(100 * w.rise), exp::fmt_num(100 * ds.bytes_rise),
-                                 exp::fmt_num(w.ms_per_key * 1e3)});
-                if (i < ds.floor_reps.size()) {
-                    const exp::DepthWindow& f = ds.floor_reps[i];
-                    drows.back().insert(drows.back().end(), {exp::fmt_num(f.shallow_ms), exp::fmt_num(f.deep_ms),
-                                                             exp::fmt_num(100 * f.rise), exp::fmt_num(f.ms_per_key * 1e3)});
-                } else {
-                    drows.back().insert(drows.back().end(), 4, "");
-                }
+                const exp::DepthWindow& f = ds.floor_reps[i];  // the same round's read floor
+                drows.push_back({std::to_string(i + 1), std::to_string(ds.steps), std::to_string(ds.shallow_lo),
+                                 std::to_string(ds.shallow_hi), std::to_string(ds.deep_lo), std::to_string(ds.deep_hi),
+                                 exp::fmt_num(w.shallow_ms), exp::fmt_num(w.deep_ms), exp::fmt_num(100 * w.rise),
+                                 exp::fmt_num(100 * ds.bytes_rise), exp::fmt_num(w.ms_per_key * 1e3),
+                                 exp::fmt_num(f.shallow_ms), exp::fmt_num(f.deep_ms), exp::fmt_num(100 * f.rise),
+                                 exp::fmt_num(f.ms_per_key * 1e3)});
             }
             exp::write_results(ctx, "bench_depth",
-                               {"rep", "prompt_len", "max_new_tokens", "shallow_lo", "shallow_hi", "deep_lo", "deep_hi",
+                               {"rep", "steps", "shallow_lo", "shallow_hi", "deep_lo", "deep_hi",
                                 "shallow_ms", "deep_ms", "rise_pct", "bytes_rise_pct", "us_per_key", "floor_shallow_ms",
                                 "floor_deep_ms", "floor_rise_pct", "floor_us_per_key"},
                                drows);

@@ -258,15 +258,17 @@ TEST(Cli, BenchQuickWritesEveryRowAgainstTheInRunBandwidth) {
                                                 "decode fp32 b1 depth 96", "prefill fp32 127", "prefill bf16 127",
                                                 "no-cache fp32 b1 +8"}));
 
-    // The depth sweep: one generation from the prompt (depth 4) past the deep window, whose
-    // N - 1 = 7 steps are centred on depth 96; the shallow window's 7 steps start after 32
-    // settling steps; one row per repetition.
-    EXPECT_NE(r.out.find("depth in one generation (prompt 4, 97 new tokens, 2 reps)"), std::string::npos) << r.out;
+    // Decode at depth: N - 1 = 7 steps centred on depth 96 alternated with 7 from depth 36 (the
+    // prompt's 4 + 32), the read floor's at both with them; one row per round of repetitions.
+    EXPECT_NE(r.out.find("steps at depths 36-42 and 93-99 alternated (7 of each per round, 2 rounds)"),
+              std::string::npos)
+        << r.out;
     auto depth = read_csv(d / "bench_depth.csv");
     ASSERT_EQ(depth.size(), 1u + 2u);
     auto dcol = [&](const std::string& name) { return column(depth[0], name); };
     for (size_t i = 1; i < depth.size(); i++) {
         EXPECT_EQ(depth[i][dcol("rep")], std::to_string(i));
+        EXPECT_EQ(depth[i][dcol("steps")], "7");
         EXPECT_EQ(depth[i][dcol("shallow_lo")], "36");
         EXPECT_EQ(depth[i][dcol("shallow_hi")], "43");
         EXPECT_EQ(depth[i][dcol("deep_lo")], "93");

@@ -164,15 +164,20 @@ TEST(Experiments, ListFlagsExpandIntoAGrid) {
 // of the last 128 steps (some inside the deep window). The medians keep the rise and the time
 // per key near the line's (means over the windows would give 0.0055 ms per key).
 TEST(Experiments, DepthWindowIgnoresStraySlowSteps) {
-    const int first = 10, n = 384;
-    std::vector<double> ms;
-    for (int k = 0; k < n; k++) ms.push_back(5 + 0.002 * (first + k) + (k >= n - 128 && k % 5 == 0 ? 5 : 0));
-    const exp::DepthWindow w = exp::depth_window(ms, first, first, first + 64, 300, 364);
+    // Steps cost 5 ms + 2 us per key; every fifth deep step is 5 ms slower (another process,
+    // an interrupt): the windows' medians and the cost per key ignore them.
+    std::vector<double> shallow, deep;
+    for (int k = 0; k < 64; k++) {
+        shallow.push_back(5 + 0.002 * (10 + k));
+        deep.push_back(5 + 0.002 * (300 + k) + (k % 5 == 0 ? 5 : 0));
+    }
+    const exp::DepthWindow w = exp::depth_window(shallow, deep, 290);
     EXPECT_NEAR(w.shallow_ms, 5 + 0.002 * 41.5, 0.002);
     EXPECT_NEAR(w.deep_ms, 5 + 0.002 * 331.5, 0.03);
     EXPECT_NEAR(w.rise, w.deep_ms / w.shallow_ms - 1, 1e-12);
     EXPECT_NEAR(w.ms_per_key, 0.002, 0.0001);
-    // A window outside the generation is an error, not a median of nothing.
-    EXPECT_THROW(exp::depth_window(ms, first, first + n, first + n + 8, 300, 364), std::exception);
-    EXPECT_THROW(exp::depth_window(ms, first, 0, first, 300, 364), std::exception);
+    // No steps, or a deep window that is not deeper, is an error, not a figure.
+    EXPECT_THROW(exp::depth_window({}, deep, 290), std::exception);
+    EXPECT_THROW(exp::depth_window(shallow, {}, 290), std::exception);
+    EXPECT_THROW(exp::depth_window(shallow, deep, 0), std::exception);
 }

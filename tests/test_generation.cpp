@@ -2,6 +2,7 @@
 // left padding == packed, determinism, and the sampler.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "arch/gpt2.h"
@@ -183,15 +184,53 @@ TEST(Generation, ReadFloorReadsTheStepsWeightsAndKeys) {
     EXPECT_THROW(model.read_step(cache, 0, slots + 1), Error);
     EXPECT_THROW(model.read_step(cache, 0, 0), Error);
 
+}
+
+// Steps at chosen depths, interleaved with the read floor's: a step at depth d is the forward of
+// prompt token d at slot d, so its greedy token is the one a generation over the same tokens
+// would produce there.
+TEST(Generation, StepsAtChosenDepthsMatchTheForwardAndReadFloor) {
+    Fixture f;
+    const Gpt2Weights& w = *f.m.weights;
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 40; i++) prompt.push_back(int32_t((i * 37 + 11) % 90));
     EngineOptions eo;
-    eo.max_prompt = 8;
-    eo.max_new_tokens = 24;
+    eo.max_prompt = int(prompt.size());
+    eo.max_new_tokens = 1;
     Engine e(w, eo);
-    const std::vector<double> ms = e.read_floor_ms(8, 23);
-    ASSERT_EQ(ms.size(), 23u);
-    for (double t : ms) EXPECT_GT(t, 0.0);
-    EXPECT_THROW(e.read_floor_ms(8, 25), Error);  // past the cache's 32 slots
-    eo.use_cache = false;
-    Engine nc(w, eo);
-    EXPECT_THROW(nc.read_floor_ms(0, 1), Error);
+    // Every depth once, in a scrambled order, a read-only step after each.
+    std::vector<Engine::DepthStep> steps;
+    for (int i = 0; i < 40; i++) {
+        steps.push_back({(i * 17 + 3) % 40, false});
+        steps.push_back({(i * 17 + 3) % 40, true});
+    }
+    const Engine::TimedSteps r = e.time_steps(prompt, steps);
+    ASSERT_EQ(r.ms.size(), steps.size());
+    ASSERT_EQ(r.tokens.size(), steps.size());
+    for (double t : r.ms) EXPECT_GT(t, 0.0);
+    // The greedy token after prompt[0..d], from a teacher-forced run over the prompt (each step
+    // overwrote its slot with what the prefill had written, or the deeper steps after it would
+    // differ).
+    EngineOptions fo;
+    fo.max_prompt = 1;
+    fo.max_new_tokens = int(prompt.size());
+    Engine forced(w, fo);
+    std::vector<int32_t> rest(prompt.begin() + 1, prompt.end());
+    rest.push_back(0);
+    const std::vector<float> logits = forced.forced_logits({prompt[0]}, rest);
+    const int V = w.config().n_vocab;
+    for (size_t i = 0; i < steps.size(); i++) {
+        if (steps[i].read_only) {
+            EXPECT_EQ(r.tokens[i], -1);
+            continue;
+        }
+        const float* row = logits.data() + int64_t(steps[i].depth) * V;
+        EXPECT_EQ(r.tokens[i], int32_t(std::max_element(row, row + V) - row)) << "depth " << steps[i].depth;
+    }
+    EXPECT_THROW(e.time_steps(prompt, {{40, false}}), Error);  // past the prompt
+    EXPECT_THROW(e.time_steps(prompt, {{-1, true}}), Error);
+    EngineOptions nc = eo;
+    nc.use_cache = false;
+    Engine no_cache(w, nc);
+    EXPECT_THROW(no_cache.time_steps(prompt, {{5, false}}), Error);
 }

@@ -40,41 +40,37 @@ Bench run_bench(Context& ctx, int P, int N) {
 
     std::vector<Spec> grid;
     for (const auto& r : rows) grid.push_back(r.spec);
-    // The depth sweep: one generation from prompt P past `deep`, two windows of N - 1 steps (as
-    // many as a prompt-P row times): the shallow one after the first kSettleSteps, which can run
-    // several percent slow while the caches refill after the previous configuration (at batch 1
-    // a run's first 10-16 steps, on the Intel VM of docs/PERFORMANCE.md), the deep one centred
-    // on `deep`.
+    // Decode at depth, steps alternated: two windows of N - 1 depths (as many steps as a
+    // prompt-P row times), the shallow one from P + kSettleSteps, the deep one centred on
+    // `deep`; each round prefills one prompt past the deep window and then runs a step at
+    // shallow depth k, at deep depth k, and the read floor's steps at both (every byte those
+    // steps read, no arithmetic), in turn, so that the machine's drift (several percent over
+    // the seconds one generation from P to `deep` takes) falls on all four alike. 32 settling
+    // rounds of the four come first: the first 15-20 steps after a long prefill run slow
+    // (docs/PERFORMANCE.md, session 8). Its own engine, built and freed inside the round hook,
+    // so that the rows' memory columns do not count its cache.
     constexpr int kSettleSteps = 32;
     DepthSweep sweep;
-    sweep.prompt = P;
+    sweep.steps = N - 1;
     sweep.shallow_lo = P + kSettleSteps, sweep.shallow_hi = sweep.shallow_lo + N - 1;
     sweep.deep_lo = std::max(sweep.shallow_hi, deep - half), sweep.deep_hi = sweep.deep_lo + N - 1;
-    sweep.new_tokens = sweep.deep_hi - P + 1;  // its last step runs at depth deep_hi - 1
-    const bool with_sweep = P + sweep.new_tokens <= c.n_ctx;
-    if (with_sweep) {
-        Spec s;
-        s.prompts = {make_prompt(ctx, P)};
-        s.new_tokens = sweep.new_tokens;
-        grid.push_back(s);
-    }
-    // The read-only floor of the sweep's steps: the settling steps and the shallow window, then
-    // as many settling steps and the deep window (the steps between are not needed). Its own
-    // engine, built and freed inside the round hook, so that the rows' memory columns do not
-    // count its cache.
-    auto floor_rep = [&] {
+    const bool with_sweep = sweep.deep_hi + 1 <= c.n_ctx;
+    auto depth_round = [&] {
         EngineOptions eo;
-        eo.max_prompt = P;
-        eo.max_new_tokens = sweep.new_tokens;
+        eo.max_prompt = sweep.deep_hi;
+        eo.max_new_tokens = 1;
         Engine e(*ctx.model(DType::F32).weights, eo);
-        std::vector<double> ms(size_t(sweep.new_tokens - 1), 0.0);
-        const std::vector<double> a = e.read_floor_ms(P, sweep.shallow_hi - P);
-        const int deep_from = std::max(sweep.shallow_hi, sweep.deep_lo - kSettleSteps);
-        const std::vector<double> b = e.read_floor_ms(deep_from, sweep.deep_hi - deep_from);
-        std::copy(a.begin(), a.end(), ms.begin());
-        std::copy(b.begin(), b.end(), ms.begin() + (deep_from - P));
-        sweep.floor_reps.push_back(
-            depth_window(ms, P, sweep.shallow_lo, sweep.shallow_hi, sweep.deep_lo, sweep.deep_hi));
+        std::vector<Engine::DepthStep> steps;
+        for (int k = -kSettleSteps; k < sweep.steps; k++) {
+            const int a = sweep.shallow_lo + std::max(k, 0), b = sweep.deep_lo + std::max(k, 0);
+            steps.insert(steps.end(), {{a, false}, {b, false}, {a, true}, {b, true}});
+        }
+        const std::vector<double> ms = e.time_steps(make_prompt(ctx, sweep.deep_hi), steps).ms;
+        std::vector<double> w[4];  // shallow, deep, floor shallow, floor deep
+        for (size_t i = size_t(4 * kSettleSteps); i < ms.size(); i++) w[i % 4].push_back(ms[i]);
+        const double apart = sweep.deep_lo - sweep.shallow_lo;
+        sweep.reps.push_back(depth_window(w[0], w[1], apart));
+        sweep.floor_reps.push_back(depth_window(w[2], w[3], apart));
     };
     std::vector<Result> res;
     analysis::Measure bw;
@@ -83,16 +79,13 @@ Bench run_bench(Context& ctx, int P, int N) {
         analysis::BandwidthSampler sampler(ctx.threads, ctx.quick);
         res = measure(ctx, "bench", grid, [&] {
             sampler.sample();
-            if (with_sweep) floor_rep();
+            if (with_sweep) depth_round();
         });
         sampler.sample();
         bw = sampler.samples();
         wins = sampler.wins();
     }
     if (with_sweep) {
-        for (const GenerateResult& g : res.back().reps)
-            sweep.reps.push_back(
-                depth_window(g.step_ms, P, sweep.shallow_lo, sweep.shallow_hi, sweep.deep_lo, sweep.deep_hi));
         // The cost is linear in depth: the mean step of a window costs the step at its mean depth.
         const int mid_shallow = (sweep.shallow_lo + sweep.shallow_hi - 1) / 2;
         const int mid_deep = (sweep.deep_lo + sweep.deep_hi - 1) / 2;
@@ -100,7 +93,7 @@ Bench run_bench(Context& ctx, int P, int N) {
         const Cost hi = decode_step_cost(c, DType::F32, DType::F32, 1, mid_deep);
         const double per_key = (hi.bytes() - lo.bytes()) / double(mid_deep - mid_shallow);
         sweep.bytes_rise = hi.bytes() / lo.bytes() - 1;
-        // Medians over the reps: rise, ms per key, the extra bytes' rate, the shallow steps' rate.
+        // Medians over the rounds: rise, ms per key, the extra bytes' rate, the shallow steps' rate.
         auto medians = [&](const std::vector<DepthWindow>& reps, double& rise, double& ms_per_key, double& kv_gbs,
                            double& shallow_gbs) {
             std::vector<double> r, k, sh;
@@ -117,7 +110,6 @@ Bench run_bench(Context& ctx, int P, int N) {
         medians(sweep.reps, sweep.rise, sweep.ms_per_key, sweep.kv_gbs, sweep.shallow_gbs);
         medians(sweep.floor_reps, sweep.floor_rise, sweep.floor_ms_per_key, sweep.floor_kv_gbs,
                 sweep.floor_shallow_gbs);
-        res.pop_back();
     }
     for (size_t i = 0; i < rows.size(); i++) {
         rows[i].result = res[i];
@@ -138,23 +130,15 @@ Bench run_bench(Context& ctx, int P, int N) {
     return {std::move(rows), std::move(sweep), bw, std::move(wins)};
 }
 
-DepthWindow depth_window(const std::vector<double>& step_ms, int first_depth, int shallow_lo, int shallow_hi,
-                         int deep_lo, int deep_hi) {
-    auto window = [&](int lo, int hi) {
-        std::vector<double> v;
-        for (int k = std::max(0, lo - first_depth); k < hi - first_depth && k < int(step_ms.size()); k++)
-            v.push_back(step_ms[size_t(k)]);
-        if (v.empty()) fail("depth window [{}, {}) holds no step of a generation from depth {} ({} steps)", lo, hi,
-                            first_depth, step_ms.size());
-        return summarize(v).median;
-    };
+DepthWindow depth_window(const std::vector<double>& shallow_ms, const std::vector<double>& deep_ms,
+                         double keys_apart) {
+    if (shallow_ms.empty() || deep_ms.empty()) fail("depth window: no steps timed ({} shallow, {} deep)", shallow_ms.size(), deep_ms.size());
+    if (keys_apart <= 0) fail("depth window: the deep window must lie deeper than the shallow one ({} keys apart)", keys_apart);
     DepthWindow w;
-    w.shallow_ms = window(shallow_lo, shallow_hi);
-    w.deep_ms = window(deep_lo, deep_hi);
+    w.shallow_ms = summarize(shallow_ms).median;
+    w.deep_ms = summarize(deep_ms).median;
     w.rise = w.deep_ms / w.shallow_ms - 1;
-    // Per key between the windows' mean depths (the medians' positions for steps evenly spaced).
-    const double mid_shallow = (shallow_lo + shallow_hi - 1) / 2.0, mid_deep = (deep_lo + deep_hi - 1) / 2.0;
-    w.ms_per_key = (w.deep_ms - w.shallow_ms) / (mid_deep - mid_shallow);
+    w.ms_per_key = (w.deep_ms - w.shallow_ms) / keys_apart;
     return w;
 }
 
@@ -172,16 +156,15 @@ std::string depth_summary(const DepthSweep& d) {
                               : std::string("no growth with depth");
     };
     std::string s = fmt::format(
-        "depth in one generation (prompt {}, {} new tokens, {} reps): the median step at depths {}-{} vs {}-{},\n"
-        "for {:+.1f}% bytes per step (cost model):\n"
-        "  kvscope:     ms/token {:+.1f}% (reps {});\n"
+        "decode at depth, steps at depths {}-{} and {}-{} alternated ({} of each per round, {} rounds):\n"
+        "the median step at the deep depths vs the shallow ones, for {:+.1f}% bytes per step (cost model):\n"
+        "  kvscope:     ms/token {:+.1f}% (rounds {});\n"
         "               {} (the shallow steps: {:.1f} GB/s)\n",
-        d.prompt, d.new_tokens, d.reps.size(), d.deep_lo, d.deep_hi - 1, d.shallow_lo, d.shallow_hi - 1,
-        100 * d.bytes_rise, 100 * d.rise, reps(d.reps), growth(d.ms_per_key, d.kv_gbs), d.shallow_gbs);
+        d.shallow_lo, d.shallow_hi - 1, d.deep_lo, d.deep_hi - 1, d.steps, d.reps.size(), 100 * d.bytes_rise, 100 * d.rise, reps(d.reps), growth(d.ms_per_key, d.kv_gbs), d.shallow_gbs);
     if (!d.floor_reps.empty())
         s += fmt::format(
-            "  read floor:  the same bytes read with no arithmetic (same buffers, same order), before each round:\n"
-            "               ms/token {:+.1f}% (reps {});\n"
+            "  read floor:  the same bytes read with no arithmetic (same buffers, same order), in the same rounds:\n"
+            "               ms/token {:+.1f}% (rounds {});\n"
             "               {} (the shallow steps: {:.1f} GB/s)\n",
             100 * d.floor_rise, reps(d.floor_reps), growth(d.floor_ms_per_key, d.floor_kv_gbs), d.floor_shallow_gbs);
     if (!d.floor_reps.empty()) {
@@ -190,11 +173,14 @@ std::string depth_summary(const DepthSweep& d) {
             for (const DepthWindow& w : ws) v.push_back(w.*f);
             return summarize(v).median;
         };
-        s += fmt::format("  kvscope's median step over the read floor's: {:.2f}x at depths {}-{}, {:.2f}x at {}-{}\n",
+        s += fmt::format("  kvscope over the read floor: median step {:.2f}x at depths {}-{}, {:.2f}x at {}-{}",
                          median(d.reps, &DepthWindow::shallow_ms) / median(d.floor_reps, &DepthWindow::shallow_ms),
                          d.shallow_lo, d.shallow_hi - 1,
                          median(d.reps, &DepthWindow::deep_ms) / median(d.floor_reps, &DepthWindow::deep_ms),
                          d.deep_lo, d.deep_hi - 1);
+        s += d.ms_per_key > 0 && d.floor_ms_per_key > 0
+                 ? fmt::format("; per token of context {:.2f}x\n", d.ms_per_key / d.floor_ms_per_key)
+                 : std::string("\n");
     }
     return s;
 }

@@ -20,33 +20,33 @@ struct BenchRow {
     RooflinePoint point;
 };
 
-// Decode ms/token against depth inside one generation: the "decode at depth" row compares two
-// processes, one of which has just prefilled hundreds of tokens, and on a shared last-level
-// cache the step times of different processes and the first steps after a long prefill differ
-// by several percent (docs/PERFORMANCE.md, session 8) - as much as the depth effect itself.
-// One generation from the decode rows' prompt to past `deep` times both windows under the same
-// conditions. Depth of decode step k: prompt + k (keys cached before it).
+// Decode ms/token against depth. Comparing two processes, one of which has just prefilled
+// hundreds of tokens, or two windows of one generation seconds apart, measures the machine's
+// drift and the slow first steps after a long prefill as much as the depth (docs/PERFORMANCE.md,
+// sessions 8 and 9). So the steps of the two windows alternate (Engine::time_steps), together
+// with the read floor's steps at the same depths. Depth of a step: the keys cached before it.
 struct DepthWindow {
     double shallow_ms = 0, deep_ms = 0;  // median step of each window
     double rise = 0;                     // deep_ms / shallow_ms - 1
-    double ms_per_key = 0;               // (deep_ms - shallow_ms) / the distance of the windows' mean depths
+    double ms_per_key = 0;               // (deep_ms - shallow_ms) / keys_apart
 };
-DepthWindow depth_window(const std::vector<double>& step_ms, int first_depth, int shallow_lo, int shallow_hi,
-                         int deep_lo, int deep_hi);
+// From the steps of each window; keys_apart: the distance between the windows' mean depths.
+DepthWindow depth_window(const std::vector<double>& shallow_ms, const std::vector<double>& deep_ms,
+                         double keys_apart);
 
 struct DepthSweep {
-    int prompt = 0, new_tokens = 0;
+    int steps = 0;                                                 // per window and round
     int shallow_lo = 0, shallow_hi = 0, deep_lo = 0, deep_hi = 0;  // depth windows [lo, hi)
-    std::vector<DepthWindow> reps;
+    std::vector<DepthWindow> reps;  // one per round
     double rise = 0;          // median over reps
     double bytes_rise = 0;    // cost model: bytes per step at the deep window's mean depth over the shallow one's, - 1
     double ms_per_key = 0;    // median over reps
     double kv_gbs = 0;        // KV bytes one more key adds to a step / ms_per_key: the rate of the
                               // extra bytes; at the shallow steps' rate, the rise is the bytes' rise
     double shallow_gbs = 0;   // bytes of a shallow step / the median shallow step
-    // The same windows of read-only steps (Engine::read_floor_ms: every byte the step reads,
-    // in the same buffers and order, with no arithmetic), one generation's worth before each
-    // round of repetitions: what this machine charges for the extra KV bytes alone.
+    // The same windows of read-only steps (every byte the step reads, in the same buffers and
+    // order, with no arithmetic; Gpt2Model::read_step), alternated with the engine's steps:
+    // what this machine charges for those bytes alone.
     std::vector<DepthWindow> floor_reps;
     double floor_rise = 0, floor_ms_per_key = 0, floor_kv_gbs = 0, floor_shallow_gbs = 0;
 };

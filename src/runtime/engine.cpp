@@ -13,7 +13,7 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-volatile uint32_t g_read_sink;  // keeps the read-only steps' checksums live
+volatile uint32_t g_read_sink;  // keeps time_steps' results live
 
 }  // namespace
 
@@ -46,20 +46,45 @@ int64_t Engine::scratch_bytes() const {
            int64_t(tok_.size()) * int64_t(sizeof(int32_t) + 3 * sizeof(int)) + int64_t(out_.size()) * 4;
 }
 
-std::vector<double> Engine::read_floor_ms(int first_depth, int n_steps) {
-    if (!opt_.use_cache) fail("read_floor_ms: the engine has no KV cache (use_cache off)");
-    if (first_depth < 0 || n_steps < 1 || first_depth + n_steps > n_slots_)
-        fail("read_floor_ms: depths {} to {}; the cache holds {} slots", first_depth, first_depth + n_steps - 1,
-             n_slots_);
-    std::vector<double> ms(static_cast<size_t>(n_steps));
+Engine::TimedSteps Engine::time_steps(const std::vector<int32_t>& prompt, const std::vector<DepthStep>& steps) {
+    const ModelConfig& c = w_.config();
+    const int len = int(prompt.size());
+    if (opt_.n_seq != 1 || !opt_.use_cache || len < 1 || len > opt_.max_prompt)
+        fail("internal: time_steps needs a batch-1 cached engine set up for {} tokens", len);
+    for (int32_t t : prompt)
+        if (t < 0 || t >= c.n_vocab) fail("token id {} is outside the vocabulary (0..{})", t, c.n_vocab - 1);
+    for (const DepthStep& s : steps)
+        if (s.depth < 0 || s.depth >= len)
+            fail("time_steps: depth {}; a prompt of {} tokens holds steps at depths 0 to {}", s.depth, len, len - 1);
+    stage_single(prompt);
+    out_[0] = n_tok_ - 1;
+    run(1);
+    Sampler sampler(c.n_vocab, SamplingParams{});
+    std::mt19937_64 rng(1);
+    TimedSteps r;
+    r.ms.reserve(steps.size());
+    r.tokens.reserve(steps.size());
     uint32_t sum = 0;
-    for (int k = 0; k < n_steps; k++) {
+    for (const DepthStep& s : steps) {
         const auto t0 = std::chrono::steady_clock::now();
-        sum += model_->read_step(*cache_, 0, first_depth + k + 1);
-        ms[size_t(k)] = ms_since(t0);
+        int32_t token = -1;
+        if (s.read_only) {
+            sum += model_->read_step(*cache_, 0, s.depth + 1);
+        } else {
+            tok_[0] = prompt[size_t(s.depth)];
+            seq_[0] = 0;
+            slot_[0] = s.depth;
+            pos_[0] = s.depth;
+            n_tok_ = 1;
+            out_[0] = 0;
+            run(1);
+            token = sampler.sample(logits_.data(), rng);
+        }
+        r.ms.push_back(ms_since(t0));
+        r.tokens.push_back(token);
     }
     g_read_sink = sum;
-    return ms;
+    return r;
 }
 
 void Engine::run(int n_out) {

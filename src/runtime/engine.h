@@ -55,10 +55,23 @@ public:
     // after prompt + forced[0..i-1]; forced.size() rows of n_vocab.
     std::vector<float> forced_logits(const std::vector<int32_t>& prompt, const std::vector<int32_t>& forced);
 
-    // The read-only floor (Gpt2Model::read_step) of decode steps of sequence 0 at depths
-    // first_depth .. first_depth + n_steps - 1 (keys cached before the step; it reads one more,
-    // its own): the ms of each, as GenerateResult::step_ms of a generation from that depth.
-    std::vector<double> read_floor_ms(int first_depth, int n_steps);
+    // Decode steps of sequence 0 at chosen depths, timed in the given order, so that a
+    // measurement can alternate depths step by step and the machine's drift falls on all of
+    // them alike. The prompt (more tokens than the deepest step) is prefilled once, untimed; a
+    // step at depth d then runs the forward of prompt token d at slot d, attending over slots
+    // [0, d], and samples from its logits (greedy): the work of a generation's step at depth d.
+    // Its K and V overwrite slot d with the values the prefill wrote there. A read_only step
+    // instead reads what that step reads, with no arithmetic (Gpt2Model::read_step: the read
+    // floor). Needs a batch-1 engine with the cache on, set up for the prompt.
+    struct DepthStep {
+        int depth;
+        bool read_only;
+    };
+    struct TimedSteps {
+        std::vector<double> ms;       // each step's time
+        std::vector<int32_t> tokens;  // each step's greedy token (-1 for a read-only step)
+    };
+    TimedSteps time_steps(const std::vector<int32_t>& prompt, const std::vector<DepthStep>& steps);
 
     int64_t kv_bytes() const { return cache_->bytes_allocated(); }
     int64_t scratch_bytes() const;
