@@ -53,19 +53,6 @@ TEST(Generation, CacheOnAndOffGiveIdenticalGreedyTokensFor64Steps) {
     EXPECT_EQ(on, off);
 }
 
-// Past 128 keys a decode step splits each head pair's keys in two parts on two threads
-// (arch/gpt2.cpp); the no-cache path, with hundreds of tokens per forward, does not.
-TEST(Generation, CacheOnAndOffAgreeWhereDecodeSplitsTheKeys) {
-    auto dir = test::tiny_model_dir("gen-long", test::tiny_config(96, 512));
-    Model m = load_model(dir.string(), DType::F32);
-    std::vector<int32_t> prompt;
-    for (int i = 0; i < 200; i++) prompt.push_back(int32_t((i * 29 + 7) % 95));
-    auto on = generate(m, {prompt}, 24, true);
-    auto off = generate(m, {prompt}, 24, false);
-    ASSERT_EQ(on[0].size(), 24u);
-    EXPECT_EQ(on, off);
-}
-
 TEST(Generation, CacheOnAndOffAgreeForEveryCachePrecision) {
     for (DType kv : {DType::F16, DType::BF16}) {
         Fixture f;

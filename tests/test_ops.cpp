@@ -113,29 +113,6 @@ TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
                         ASSERT_EQ(grouped[i], out[i]) << "group of " << group << ": " << dtype_name(dt) << " hd " << hd
                                                       << " [" << lo << "," << hi << ") head " << i / size_t(hd);
                 }
-                // The keys cut into parts (some empty when the range is short), heads two by two
-                // as the engine takes them, merged: the same attention within the tolerance.
-                for (int P : {2, 3}) {
-                    const int keys = hi - lo;
-                    std::vector<float> parts(size_t(P) * q.size()), m(size_t(P) * G), l(size_t(P) * G);
-                    for (int part = 0; part < P; part++) {
-                        const int plo = lo + keys * part / P, phi = part == P - 1 ? hi : lo + keys * (part + 1) / P;
-                        for (int h0 = 0; h0 < G; h0 += 2) {
-                            float* os[2];
-                            for (int x = 0; x < 2; x++) os[x] = parts.data() + (size_t(h0 + x) * P + part) * hd;
-                            ops::attend_heads_part(2, qs + h0, ks + h0, vs + h0, dt, hd, plo, phi, 0.125f, scores.data(),
-                                                   os, m.data() + part * G + h0, l.data() + part * G + h0);
-                        }
-                    }
-                    for (int h = 0; h < G; h++) {
-                        ops::merge_parts(P, parts.data() + size_t(h) * P * hd, hd, m.data() + h, l.data() + h, G, hd,
-                                         grouped.data() + h * hd);
-                    }
-                    for (size_t i = 0; i < q.size(); i++)
-                        EXPECT_NEAR(grouped[i], ref[i], tol + tol * std::abs(ref[i]))
-                            << P << " parts: " << dtype_name(dt) << " hd " << hd << " [" << lo << "," << hi << ") q x"
-                            << qscale << " head " << i / size_t(hd);
-                }
             }
 }
 

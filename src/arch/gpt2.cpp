@@ -18,35 +18,21 @@ namespace kvscope {
 
 // Heads per ops::attend_heads call in a decode or prefill step (docs/KERNELS.md, attention).
 constexpr int kHeadGroup = 2;
-// With fewer than 4 head groups per thread (decode at small batch), each group's keys are split
-// in kKeyParts parts, merged after: twice the work units, so the threads wait less for each
-// other at the end of the layer's attention. Below kMinPartKeys keys per part, no split.
-constexpr int kKeyParts = 2;
-constexpr int kMinPartKeys = 64;
 
 Gpt2Model::Gpt2Model(const Gpt2Weights& w, int max_tok, int max_out, int max_slots)
     : w_(w), c_(w.config()), max_tok_(max_tok), max_out_(max_out), max_slots_(max_slots),
       n_threads_(omp_get_max_threads()) {
     const int64_t T = max_tok, d = c_.n_embd;
-    const int64_t sizes[] = {T * d,
-                             T * d,
-                             T * 3 * d,
-                             T * d,
-                             T * d,
-                             T * c_.n_ff,
-                             int64_t(n_threads_) * kHeadGroup * max_slots,
-                             int64_t(max_out) * d,
-                             T * kKeyParts * c_.n_head * c_.head_dim,
-                             T * kKeyParts * c_.n_head,
-                             T * kKeyParts * c_.n_head};
+    const int64_t sizes[] = {T * d, T * d, T * 3 * d, T * d, T * d, T * c_.n_ff,
+                             int64_t(n_threads_) * kHeadGroup * max_slots, int64_t(max_out) * d};
     int64_t total = 0;
     for (int64_t s : sizes) total += (s + 15) / 16 * 16;  // keep every view 64-byte aligned
     mem_ = make_aligned<float>(size_t(total));
     std::memset(mem_.get(), 0, size_t(total) * 4);
     scratch_bytes_ = total * 4;
     float* p = mem_.get();
-    float** views[] = {&x_, &xn_, &qkv_, &att_, &tmp_, &h_, &scores_, &xo_, &part_out_, &part_m_, &part_l_};
-    for (int i = 0; i < 11; i++) {
+    float** views[] = {&x_, &xn_, &qkv_, &att_, &tmp_, &h_, &scores_, &xo_};
+    for (int i = 0; i < 8; i++) {
         *views[i] = p;
         p += (sizes[i] + 15) / 16 * 16;
     }
@@ -80,50 +66,28 @@ void Gpt2Model::forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, fl
             const float* q = qkv_ + int64_t(t) * 3 * d;
             cache.write(kl, ub.seq[t], ub.slot[t], q + d, q + 2 * d);              // K, V of token t
         }
-        // Heads kHeadGroup at a time (attend_heads reads the group's streams side by side), each
-        // group's keys in P parts when there are few groups per thread.
+        // Heads kHeadGroup at a time (attend_heads reads the group's streams side by side).
         const int n_group = (n_head + kHeadGroup - 1) / kHeadGroup;
-        const int P = T * n_group < 4 * n_threads_ ? kKeyParts : 1;
-#pragma omp parallel for collapse(3) schedule(dynamic, 1)
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
         for (int t = 0; t < T; t++) {
             for (int g = 0; g < n_group; g++) {
-                for (int part = 0; part < P; part++) {
-                    const int s = ub.seq[t], slot = ub.slot[t], h0 = g * kHeadGroup;
-                    const int n = std::min(kHeadGroup, n_head - h0);
-                    const int pad = seqs.pad(s);
-                    const int lo = slot < pad ? slot : pad;  // a padding token sees only itself
-                    const int hi = slot + 1, keys = hi - lo;
-                    const float* q[kHeadGroup];
-                    const void *k[kHeadGroup], *v[kHeadGroup];
-                    float* out[kHeadGroup];
-                    for (int x = 0; x < n; x++) {
-                        q[x] = qkv_ + int64_t(t) * 3 * d + (h0 + x) * hd;
-                        k[x] = cache.k(kl, s, h0 + x);
-                        v[x] = cache.v(kl, s, h0 + x);
-                        out[x] = P == 1 ? att_ + int64_t(t) * d + (h0 + x) * hd
-                                        : part_out_ + ((int64_t(t) * n_head + h0 + x) * P + part) * hd;
-                    }
-                    float* scores = scores_ + int64_t(omp_get_thread_num()) * kHeadGroup * max_slots_;
-                    if (P == 1) {
-                        ops::attend_heads(n, q, k, v, cache.dtype(), hd, lo, hi, scale, scores, out);
-                    } else {
-                        // Part `part` of the keys; short ranges all in part 0.
-                        const bool split = keys >= P * kMinPartKeys;
-                        const int plo = split ? lo + keys * part / P : part == 0 ? lo : hi;
-                        const int phi = split ? lo + keys * (part + 1) / P : hi;
-                        const int64_t ml = (int64_t(t) * P + part) * n_head + h0;
-                        ops::attend_heads_part(n, q, k, v, cache.dtype(), hd, plo, phi, scale, scores, out,
-                                               part_m_ + ml, part_l_ + ml);
-                    }
+                const int s = ub.seq[t], slot = ub.slot[t], h0 = g * kHeadGroup;
+                const int n = std::min(kHeadGroup, n_head - h0);
+                const int pad = seqs.pad(s);
+                const int lo = slot < pad ? slot : pad;  // a padding token sees only itself
+                const float* q[kHeadGroup];
+                const void *k[kHeadGroup], *v[kHeadGroup];
+                float* out[kHeadGroup];
+                for (int x = 0; x < n; x++) {
+                    q[x] = qkv_ + int64_t(t) * 3 * d + (h0 + x) * hd;
+                    k[x] = cache.k(kl, s, h0 + x);
+                    v[x] = cache.v(kl, s, h0 + x);
+                    out[x] = att_ + int64_t(t) * d + (h0 + x) * hd;
                 }
+                float* scores = scores_ + int64_t(omp_get_thread_num()) * kHeadGroup * max_slots_;
+                ops::attend_heads(n, q, k, v, cache.dtype(), hd, lo, slot + 1, scale, scores, out);
             }
         }
-        if (P > 1)
-            for (int t = 0; t < T; t++)
-                for (int h = 0; h < n_head; h++)
-                    ops::merge_parts(P, part_out_ + (int64_t(t) * n_head + h) * P * hd, hd,
-                                     part_m_ + int64_t(t) * P * n_head + h, part_l_ + int64_t(t) * P * n_head + h,
-                                     n_head, hd, att_ + int64_t(t) * d + h * hd);
         ops::matmul(att_, T, L.attn_proj, L.attn_proj_b, tmp_);                     // [T, d]
         ops::add_inplace(x_, tmp_, int64_t(T) * d);
 

@@ -59,9 +59,6 @@ private:
     float* h_;       // [max_tok, n_ff] MLP hidden
     float* scores_;  // [n_threads, 2 * max_slots] attention scores of two heads, one row per thread
     float* xo_;      // [max_out, n_embd] final-norm rows whose logits are wanted
-    float* part_out_;  // [max_tok, n_head, kKeyParts, head_dim] unnormalized sums of the key parts
-    float* part_m_;    // [max_tok, kKeyParts, n_head] their maximum scores
-    float* part_l_;    // [max_tok, kKeyParts, n_head] their sums of exponentials
 };
 
 }  // namespace kvscope

@@ -70,10 +70,9 @@ inline float max_of(const float* s, int lo, int hi) {
     return mx;
 }
 
-// s[lo, hi) <- exp(s - mx) for mx = max s; returns their sum, and mx in *max_out.
-inline float exp_shifted(float* s, int lo, int hi, float* max_out) {
+// s[lo, hi) <- exp(s - max s); returns 1 / their sum.
+inline float exp_shifted(float* s, int lo, int hi) {
     const float mx = max_of(s, lo, hi);
-    *max_out = mx;
     const __m256 vmx = _mm256_set1_ps(mx);
     __m256 vs = _mm256_setzero_ps();
     int j = lo;
@@ -84,7 +83,7 @@ inline float exp_shifted(float* s, int lo, int hi, float* max_out) {
     }
     float sum = simd::hsum(vs);
     for (; j < hi; j++) sum += (s[j] = std::exp(s[j] - mx));
-    return sum;
+    return 1.0f / sum;
 }
 
 // Bytes ahead of the current key at which the K and V loops request cache lines. At 912 keys
@@ -135,11 +134,9 @@ constexpr int kValueChunk = 16;
 // weighted sum of V. With N = 2 the heads' K streams are read side by side and their V
 // streams in alternating bursts of kValueChunk keys: two streams per thread read the cold
 // cache faster than one (docs/KERNELS.md, attention). scores: N rows of hi floats.
-// With m and l (a part of the keys, attend_heads_part), the sums are left unnormalized and each
-// head's maximum score and sum of exponentials go to m[x] and l[x].
 template <DType T, int N, int HD>
 void attend(const float* const* q_, const void* const* K_, const void* const* V_, int hd_, int lo, int hi, float scale,
-            float* scores, float* const* out, float* m, float* l) {
+            float* scores, float* const* out) {
     const int hd = HD ? HD : hd_;
     // Local copies: the score stores below cannot alias them, so they stay in registers.
     const float* q[N];
@@ -158,9 +155,9 @@ void attend(const float* const* q_, const void* const* K_, const void* const* V_
         }
     for (; j < hi; j++)
         for (int x = 0; x < N; x++) s[x][j] = score1<T, HD>(q[x], K[x], hd, j, scale);
-    float sum[N], mx[N];
+    float inv[N];
     for (int x = 0; x < N; x++) {
-        sum[x] = lo < hi ? exp_shifted(s[x], lo, hi, &mx[x]) : (mx[x] = -INFINITY, 0.0f);
+        inv[x] = exp_shifted(s[x], lo, hi);
         for (int i = 0; i < hd; i++) out[x][i] = 0.0f;
     }
     const int chunk = N == 1 ? hi - lo : kValueChunk;
@@ -168,23 +165,17 @@ void attend(const float* const* q_, const void* const* K_, const void* const* V_
         const int e = hi - c < chunk ? hi : c + chunk;
         for (int x = 0; x < N; x++) accumulate_values<T, HD>(s[x], V[x], hd, c, e, out[x]);
     }
-    if (m) {
-        for (int x = 0; x < N; x++) m[x] = mx[x], l[x] = sum[x];
-        return;
-    }
-    for (int x = 0; x < N; x++) {
-        const float inv = 1.0f / sum[x];
-        for (int i = 0; i < hd; i++) out[x][i] *= inv;
-    }
+    for (int x = 0; x < N; x++)
+        for (int i = 0; i < hd; i++) out[x][i] *= inv[x];
 }
 
 template <int N, int HD>
 void attend_typed(const float* const* q, const void* const* K, const void* const* V, DType dt, int hd, int lo, int hi,
-                  float scale, float* scores, float* const* out, float* m, float* l) {
+                  float scale, float* scores, float* const* out) {
     switch (dt) {
-        case DType::F32: attend<DType::F32, N, HD>(q, K, V, hd, lo, hi, scale, scores, out, m, l); break;
-        case DType::F16: attend<DType::F16, N, HD>(q, K, V, hd, lo, hi, scale, scores, out, m, l); break;
-        case DType::BF16: attend<DType::BF16, N, HD>(q, K, V, hd, lo, hi, scale, scores, out, m, l); break;
+        case DType::F32: attend<DType::F32, N, HD>(q, K, V, hd, lo, hi, scale, scores, out); break;
+        case DType::F16: attend<DType::F16, N, HD>(q, K, V, hd, lo, hi, scale, scores, out); break;
+        case DType::BF16: attend<DType::BF16, N, HD>(q, K, V, hd, lo, hi, scale, scores, out); break;
         default: break;
     }
 }
@@ -192,9 +183,9 @@ void attend_typed(const float* const* q, const void* const* K, const void* const
 // head_dim 64 (every GPT-2 size) gets loops of known length; other sizes the general code.
 template <int N>
 void attend_dispatch(const float* const* q, const void* const* K, const void* const* V, DType dt, int hd, int lo, int hi,
-                     float scale, float* scores, float* const* out, float* m = nullptr, float* l = nullptr) {
-    if (hd == 64) attend_typed<N, 64>(q, K, V, dt, hd, lo, hi, scale, scores, out, m, l);
-    else attend_typed<N, 0>(q, K, V, dt, hd, lo, hi, scale, scores, out, m, l);
+                     float scale, float* scores, float* const* out) {
+    if (hd == 64) attend_typed<N, 64>(q, K, V, dt, hd, lo, hi, scale, scores, out);
+    else attend_typed<N, 0>(q, K, V, dt, hd, lo, hi, scale, scores, out);
 }
 
 }  // namespace
@@ -206,39 +197,14 @@ void attend_head(const float* q, const void* K, const void* V, DType dt, int hea
 
 void attend_heads(int n, const float* const* q, const void* const* K, const void* const* V, DType dt, int head_dim,
                   int lo, int hi, float scale, float* scores, float* const* out) {
-    attend_heads_part(n, q, K, V, dt, head_dim, lo, hi, scale, scores, out, nullptr, nullptr);
-}
-
-void attend_heads_part(int n, const float* const* q, const void* const* K, const void* const* V, DType dt,
-                       int head_dim, int lo, int hi, float scale, float* scores, float* const* out, float* m,
-                       float* l) {
     switch (n) {
-        case 1: attend_dispatch<1>(q, K, V, dt, head_dim, lo, hi, scale, scores, out, m, l); break;
-        case 2: attend_dispatch<2>(q, K, V, dt, head_dim, lo, hi, scale, scores, out, m, l); break;
-        case 3: attend_dispatch<3>(q, K, V, dt, head_dim, lo, hi, scale, scores, out, m, l); break;
-        case 4: attend_dispatch<4>(q, K, V, dt, head_dim, lo, hi, scale, scores, out, m, l); break;
-        case 5: attend_dispatch<5>(q, K, V, dt, head_dim, lo, hi, scale, scores, out, m, l); break;
-        case 6: attend_dispatch<6>(q, K, V, dt, head_dim, lo, hi, scale, scores, out, m, l); break;
+        case 1: attend_dispatch<1>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 2: attend_dispatch<2>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 3: attend_dispatch<3>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 4: attend_dispatch<4>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 5: attend_dispatch<5>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 6: attend_dispatch<6>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
         default: fail("attend_heads: {} heads in a group; expected 1 to {}", n, kMaxHeadGroup);
-    }
-}
-
-void merge_parts(int parts, const float* outs, int64_t out_stride, const float* m, const float* l, int64_t ml_stride,
-                 int head_dim, float* out) {
-    if (parts < 1 || parts > kMaxParts) fail("merge_parts: {} parts; expected 1 to {}", parts, kMaxParts);
-    float mx = -INFINITY;
-    for (int p = 0; p < parts; p++) mx = m[p * ml_stride] > mx ? m[p * ml_stride] : mx;
-    float w[kMaxParts], sum = 0;
-    for (int p = 0; p < parts; p++) {
-        const float lp = l[p * ml_stride];
-        w[p] = lp > 0 ? std::exp(m[p * ml_stride] - mx) : 0.0f;
-        sum += lp * w[p];
-    }
-    const float inv = 1.0f / sum;
-    for (int i = 0; i < head_dim; i++) {
-        float a = 0;
-        for (int p = 0; p < parts; p++) a += w[p] * outs[p * out_stride + i];
-        out[i] = a * inv;
     }
 }
 
