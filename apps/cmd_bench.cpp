@@ -117,7 +117,7 @@ void add_bench(CLI::App& app) {
         std::printf("%s", exp::bench_table(rows).c_str());
         if (!ds.reps.empty()) std::printf("\n%s", exp::depth_summary(ds).c_str());
         if (o->vs_torch) {
-            std::printf("\nPyTorch %s eager (tools/torch_baseline.py, same checkpoint, prompt %d, %d new tokens):\n", "",
+            std::printf("\nPyTorch eager (tools/torch_baseline.py, same checkpoint, prompt %d, %d new tokens):\n",
                         o->prompt_len, o->new_tokens);
             for (auto [label, dt] : {std::pair{"fp32", "float32"}, std::pair{"bf16", "bfloat16"}}) {
                 nlohmann::json j = torch_baseline(m.source.dir.string(), ctx.threads, dt, o->prompt_len, o->new_tokens,
