@@ -173,7 +173,8 @@ TEST(Generation, ReadFloorReadsTheStepsWeightsAndKeys) {
             uint32_t want = ops::read_words(w.lm_head.data, w.lm_head.bytes());
             for (int il = 0; il < c.n_layer; il++) {
                 const Gpt2Layer& L = w.layers[size_t(il)];
-                for (const WeightView* m : {&L.attn_qkv, &L.attn_proj, &L.fc, &L.proj}) want += ops::read_words(m->data, m->bytes());
+                for (const WeightView* m : {&L.attn_qkv, &L.attn_proj, &L.fc, &L.proj})
+                    want += ops::read_words(m->data, m->bytes());
                 for (int h = 0; h < c.n_kv_head; h++) {
                     want += ops::read_words(cache.k(il, seq, h), int64_t(keys) * c.head_dim * 4);
                     want += ops::read_words(cache.v(il, seq, h), int64_t(keys) * c.head_dim * 4);
@@ -208,9 +209,8 @@ TEST(Generation, StepsAtChosenDepthsMatchTheForwardAndReadFloor) {
     ASSERT_EQ(r.ms.size(), steps.size());
     ASSERT_EQ(r.tokens.size(), steps.size());
     for (double t : r.ms) EXPECT_GT(t, 0.0);
-    // The greedy token after prompt[0..d], from a teacher-forced run over the prompt (each step
-    // overwrote its slot with what the prefill had written, or the deeper steps after it would
-    // differ).
+    // The greedy token after prompt[0..d], from a teacher-forced run over the prompt: the steps
+    // before a deeper one left the keys it reads as the prefill wrote them (up to rounding).
     EngineOptions fo;
     fo.max_prompt = 1;
     fo.max_new_tokens = int(prompt.size());

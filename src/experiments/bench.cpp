@@ -132,8 +132,10 @@ Bench run_bench(Context& ctx, int P, int N) {
 
 DepthWindow depth_window(const std::vector<double>& shallow_ms, const std::vector<double>& deep_ms,
                          double keys_apart) {
-    if (shallow_ms.empty() || deep_ms.empty()) fail("depth window: no steps timed ({} shallow, {} deep)", shallow_ms.size(), deep_ms.size());
-    if (keys_apart <= 0) fail("depth window: the deep window must lie deeper than the shallow one ({} keys apart)", keys_apart);
+    if (shallow_ms.empty() || deep_ms.empty())
+        fail("depth window: no steps timed ({} shallow, {} deep)", shallow_ms.size(), deep_ms.size());
+    if (keys_apart <= 0)
+        fail("depth window: the deep window must lie deeper than the shallow one ({} keys apart)", keys_apart);
     DepthWindow w;
     w.shallow_ms = summarize(shallow_ms).median;
     w.deep_ms = summarize(deep_ms).median;
@@ -160,14 +162,14 @@ std::string depth_summary(const DepthSweep& d) {
         "the median step at the deep depths vs the shallow ones, for {:+.1f}% bytes per step (cost model):\n"
         "  kvscope:     ms/token {:+.1f}% (rounds {});\n"
         "               {} (the shallow steps: {:.1f} GB/s)\n",
-        d.shallow_lo, d.shallow_hi - 1, d.deep_lo, d.deep_hi - 1, d.steps, d.reps.size(), 100 * d.bytes_rise, 100 * d.rise, reps(d.reps), growth(d.ms_per_key, d.kv_gbs), d.shallow_gbs);
-    if (!d.floor_reps.empty())
+        d.shallow_lo, d.shallow_hi - 1, d.deep_lo, d.deep_hi - 1, d.steps, d.reps.size(), 100 * d.bytes_rise,
+        100 * d.rise, reps(d.reps), growth(d.ms_per_key, d.kv_gbs), d.shallow_gbs);
+    if (!d.floor_reps.empty()) {
         s += fmt::format(
             "  read floor:  the same bytes read with no arithmetic (same buffers, same order), in the same rounds:\n"
             "               ms/token {:+.1f}% (rounds {});\n"
             "               {} (the shallow steps: {:.1f} GB/s)\n",
             100 * d.floor_rise, reps(d.floor_reps), growth(d.floor_ms_per_key, d.floor_kv_gbs), d.floor_shallow_gbs);
-    if (!d.floor_reps.empty()) {
         auto median = [](const std::vector<DepthWindow>& ws, double DepthWindow::*f) {
             std::vector<double> v;
             for (const DepthWindow& w : ws) v.push_back(w.*f);

@@ -19,9 +19,11 @@ uint32_t read_words(const void* p, int64_t bytes) {
         a3 = _mm256_add_epi32(a3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s1 + i + 32)));
     }
     int64_t i = 2 * half;
-    for (; i + 32 <= bytes; i += 32) a0 = _mm256_add_epi32(a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i)));
+    for (; i + 32 <= bytes; i += 32)
+        a0 = _mm256_add_epi32(a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + i)));
     alignas(32) uint32_t lanes[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), _mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3)));
+    const __m256i all = _mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), all);
     uint32_t sum = 0;
     for (uint32_t l : lanes) sum += l;
     for (; i + 4 <= bytes; i += 4) {

@@ -13,7 +13,7 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-volatile uint32_t g_read_sink;  // keeps time_steps' results live
+volatile uint32_t g_read_sink;  // keeps the read-only steps' checksums live
 
 }  // namespace
 

@@ -60,9 +60,11 @@ public:
     // them alike. The prompt (more tokens than the deepest step) is prefilled once, untimed; a
     // step at depth d then runs the forward of prompt token d at slot d, attending over slots
     // [0, d], and samples from its logits (greedy): the work of a generation's step at depth d.
-    // Its K and V overwrite slot d with the values the prefill wrote there. A read_only step
-    // instead reads what that step reads, with no arithmetic (Gpt2Model::read_step: the read
-    // floor). Needs a batch-1 engine with the cache on, set up for the prompt.
+    // Its K and V overwrite slot d with what the prefill wrote there (the same token at the
+    // same position: equal up to rounding, the prefill's products being blocked differently).
+    // A read_only step instead reads what that step reads, with no arithmetic
+    // (Gpt2Model::read_step: the read floor). Needs a batch-1 engine with the cache on, set up
+    // for the prompt.
     struct DepthStep {
         int depth;
         bool read_only;
