@@ -86,11 +86,11 @@ void add_bench(CLI::App& app) {
         }
         exp::write_results(ctx, "bench", header, csv);
         const exp::DepthSweep& ds = bench.depth;
-        if (!ds.reps.empty()) {
+        if (!ds.engine.rounds.empty()) {
             std::vector<std::vector<std::string>> drows;
-            for (size_t i = 0; i < ds.reps.size(); i++) {
-                const exp::DepthWindow& w = ds.reps[i];
-                const exp::DepthWindow& f = ds.floor_reps[i];  // the same round's read floor
+            for (size_t i = 0; i < ds.engine.rounds.size(); i++) {
+                const exp::DepthWindow& w = ds.engine.rounds[i];
+                const exp::DepthWindow& f = ds.floor.rounds[i];  // the same round's read floor
                 drows.push_back({std::to_string(i + 1), std::to_string(ds.steps), std::to_string(ds.shallow_lo),
                                  std::to_string(ds.shallow_hi), std::to_string(ds.deep_lo), std::to_string(ds.deep_hi),
                                  exp::fmt_num(w.shallow_ms), exp::fmt_num(w.deep_ms), exp::fmt_num(100 * w.rise),
@@ -115,7 +115,7 @@ void add_bench(CLI::App& app) {
                     ctx.hw.gflops_all.median, ctx.hw.bw_gbs_all.median, bench.bw_during.median, bench.bw_during.reps,
                     bench.bw_during.min, bench.bw_during.max, wins.c_str());
         std::printf("%s", exp::bench_table(rows).c_str());
-        if (!ds.reps.empty()) std::printf("\n%s", exp::depth_summary(ds).c_str());
+        if (!ds.engine.rounds.empty()) std::printf("\n%s", exp::depth_summary(ds).c_str());
         if (o->vs_torch) {
             std::printf("\nPyTorch eager (tools/torch_baseline.py, same checkpoint, prompt %d, %d new tokens):\n",
                         o->prompt_len, o->new_tokens);
@@ -134,7 +134,7 @@ void add_bench(CLI::App& app) {
             }
         }
         std::fprintf(stderr, "kvscope bench: wrote %s/bench.csv%s\n", o->out.c_str(),
-                     ds.reps.empty() ? "" : " and bench_depth.csv");
+                     ds.engine.rounds.empty() ? "" : " and bench_depth.csv");
     });
 }
 

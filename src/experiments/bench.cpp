@@ -10,6 +10,17 @@
 
 namespace kvscope::exp {
 
+namespace {
+
+// The median of one field of the rounds' windows.
+double median_of(const std::vector<DepthWindow>& rounds, double DepthWindow::*field) {
+    std::vector<double> v;
+    for (const DepthWindow& w : rounds) v.push_back(w.*field);
+    return summarize(v).median;
+}
+
+}  // namespace
+
 Bench run_bench(Context& ctx, int P, int N) {
     const ModelConfig& c = ctx.model(DType::F32).cfg;
     std::vector<BenchRow> rows;
@@ -69,8 +80,8 @@ Bench run_bench(Context& ctx, int P, int N) {
         std::vector<double> w[4];  // shallow, deep, floor shallow, floor deep
         for (size_t i = size_t(4 * kSettleSteps); i < ms.size(); i++) w[i % 4].push_back(ms[i]);
         const double apart = sweep.deep_lo - sweep.shallow_lo;
-        sweep.reps.push_back(depth_window(w[0], w[1], apart));
-        sweep.floor_reps.push_back(depth_window(w[2], w[3], apart));
+        sweep.engine.rounds.push_back(depth_window(w[0], w[1], apart));
+        sweep.floor.rounds.push_back(depth_window(w[2], w[3], apart));
     };
     std::vector<Result> res;
     analysis::Measure bw;
@@ -93,23 +104,14 @@ Bench run_bench(Context& ctx, int P, int N) {
         const Cost hi = decode_step_cost(c, DType::F32, DType::F32, 1, mid_deep);
         const double per_key = (hi.bytes() - lo.bytes()) / double(mid_deep - mid_shallow);
         sweep.bytes_rise = hi.bytes() / lo.bytes() - 1;
-        // Medians over the rounds: rise, ms per key, the extra bytes' rate, the shallow steps' rate.
-        auto medians = [&](const std::vector<DepthWindow>& reps, double& rise, double& ms_per_key, double& kv_gbs,
-                           double& shallow_gbs) {
-            std::vector<double> r, k, sh;
-            for (const DepthWindow& w : reps) {
-                r.push_back(w.rise);
-                k.push_back(w.ms_per_key);
-                sh.push_back(w.shallow_ms);
-            }
-            rise = summarize(r).median;
-            ms_per_key = summarize(k).median;
-            kv_gbs = ms_per_key > 0 ? per_key / (ms_per_key * 1e6) : 0;
-            shallow_gbs = lo.bytes() / (summarize(sh).median * 1e6);
-        };
-        medians(sweep.reps, sweep.rise, sweep.ms_per_key, sweep.kv_gbs, sweep.shallow_gbs);
-        medians(sweep.floor_reps, sweep.floor_rise, sweep.floor_ms_per_key, sweep.floor_kv_gbs,
-                sweep.floor_shallow_gbs);
+        for (DepthSeries* d : {&sweep.engine, &sweep.floor}) {
+            d->shallow_ms = median_of(d->rounds, &DepthWindow::shallow_ms);
+            d->deep_ms = median_of(d->rounds, &DepthWindow::deep_ms);
+            d->rise = median_of(d->rounds, &DepthWindow::rise);
+            d->ms_per_key = median_of(d->rounds, &DepthWindow::ms_per_key);
+            d->kv_gbs = d->ms_per_key > 0 ? per_key / (d->ms_per_key * 1e6) : 0;
+            d->shallow_gbs = lo.bytes() / (d->shallow_ms * 1e6);
+        }
     }
     for (size_t i = 0; i < rows.size(); i++) {
         rows[i].result = res[i];
@@ -145,45 +147,34 @@ DepthWindow depth_window(const std::vector<double>& shallow_ms, const std::vecto
 }
 
 std::string depth_summary(const DepthSweep& d) {
-    if (d.reps.empty()) return "";
-    auto reps = [](const std::vector<DepthWindow>& ws) {
-        std::string s;
-        for (const DepthWindow& w : ws) s += fmt::format("{}{:+.1f}%", s.empty() ? "" : " ", 100 * w.rise);
-        return s;
-    };
-    // No growth (a tiny model whose KV read is lost in the noise) has no rate.
-    auto growth = [](double ms_per_key, double kv_gbs) {
-        return ms_per_key > 0 ? fmt::format("each token of context adds {:.2f} us: the extra KV bytes at {:.1f} GB/s",
-                                            ms_per_key * 1e3, kv_gbs)
-                              : std::string("no growth with depth");
+    if (d.engine.rounds.empty()) return "";
+    // "ms/token ... (rounds ...);" and the growth per key of one series, indented under a label.
+    auto series = [](const DepthSeries& x) {
+        std::string rounds;
+        for (const DepthWindow& w : x.rounds)
+            rounds += fmt::format("{}{:+.1f}%", rounds.empty() ? "" : " ", 100 * w.rise);
+        // No growth (a tiny model whose KV read is lost in the noise) has no rate.
+        const std::string growth =
+            x.ms_per_key > 0 ? fmt::format("each token of context adds {:.2f} us: the extra KV bytes at {:.1f} GB/s",
+                                           x.ms_per_key * 1e3, x.kv_gbs)
+                             : std::string("no growth with depth");
+        return fmt::format("ms/token {:+.1f}% (rounds {});\n               {} (the shallow steps: {:.1f} GB/s)\n",
+                           100 * x.rise, rounds, growth, x.shallow_gbs);
     };
     std::string s = fmt::format(
         "decode at depth, steps at depths {}-{} and {}-{} alternated ({} of each per round, {} rounds):\n"
         "the median step at the deep depths vs the shallow ones, for {:+.1f}% bytes per step (cost model):\n"
-        "  kvscope:     ms/token {:+.1f}% (rounds {});\n"
-        "               {} (the shallow steps: {:.1f} GB/s)\n",
-        d.shallow_lo, d.shallow_hi - 1, d.deep_lo, d.deep_hi - 1, d.steps, d.reps.size(), 100 * d.bytes_rise,
-        100 * d.rise, reps(d.reps), growth(d.ms_per_key, d.kv_gbs), d.shallow_gbs);
-    if (!d.floor_reps.empty()) {
-        s += fmt::format(
-            "  read floor:  the same bytes read with no arithmetic (same buffers, same order), in the same rounds:\n"
-            "               ms/token {:+.1f}% (rounds {});\n"
-            "               {} (the shallow steps: {:.1f} GB/s)\n",
-            100 * d.floor_rise, reps(d.floor_reps), growth(d.floor_ms_per_key, d.floor_kv_gbs), d.floor_shallow_gbs);
-        auto median = [](const std::vector<DepthWindow>& ws, double DepthWindow::*f) {
-            std::vector<double> v;
-            for (const DepthWindow& w : ws) v.push_back(w.*f);
-            return summarize(v).median;
-        };
-        s += fmt::format("  kvscope over the read floor: median step {:.2f}x at depths {}-{}, {:.2f}x at {}-{}",
-                         median(d.reps, &DepthWindow::shallow_ms) / median(d.floor_reps, &DepthWindow::shallow_ms),
-                         d.shallow_lo, d.shallow_hi - 1,
-                         median(d.reps, &DepthWindow::deep_ms) / median(d.floor_reps, &DepthWindow::deep_ms),
-                         d.deep_lo, d.deep_hi - 1);
-        s += d.ms_per_key > 0 && d.floor_ms_per_key > 0
-                 ? fmt::format("; per token of context {:.2f}x\n", d.ms_per_key / d.floor_ms_per_key)
-                 : std::string("\n");
-    }
+        "  kvscope:     {}"
+        "  read floor:  the same bytes read with no arithmetic (same buffers, same order), in the same rounds:\n"
+        "               {}",
+        d.shallow_lo, d.shallow_hi - 1, d.deep_lo, d.deep_hi - 1, d.steps, d.engine.rounds.size(),
+        100 * d.bytes_rise, series(d.engine), series(d.floor));
+    s += fmt::format("  kvscope over the read floor: median step {:.2f}x at depths {}-{}, {:.2f}x at {}-{}",
+                     d.engine.shallow_ms / d.floor.shallow_ms, d.shallow_lo, d.shallow_hi - 1,
+                     d.engine.deep_ms / d.floor.deep_ms, d.deep_lo, d.deep_hi - 1);
+    s += d.engine.ms_per_key > 0 && d.floor.ms_per_key > 0
+             ? fmt::format("; per token of context {:.2f}x\n", d.engine.ms_per_key / d.floor.ms_per_key)
+             : std::string("\n");
     return s;
 }
 

@@ -34,21 +34,25 @@ struct DepthWindow {
 DepthWindow depth_window(const std::vector<double>& shallow_ms, const std::vector<double>& deep_ms,
                          double keys_apart);
 
+// One kind of step at the two depths: a window per round and medians over the rounds.
+struct DepthSeries {
+    std::vector<DepthWindow> rounds;
+    double shallow_ms = 0, deep_ms = 0;  // medians of the rounds' window medians
+    double rise = 0, ms_per_key = 0;     // medians over the rounds
+    double kv_gbs = 0;       // KV bytes one more key adds to a step / ms_per_key: the rate of the
+                             // extra bytes; at the shallow steps' rate, the rise is the bytes' rise
+    double shallow_gbs = 0;  // bytes of a shallow step / shallow_ms
+};
+
 struct DepthSweep {
     int steps = 0;                                                 // per window and round
     int shallow_lo = 0, shallow_hi = 0, deep_lo = 0, deep_hi = 0;  // depth windows [lo, hi)
-    std::vector<DepthWindow> reps;  // one per round
-    double rise = 0;          // median over reps
-    double bytes_rise = 0;    // cost model: bytes per step at the deep window's mean depth over the shallow one's, - 1
-    double ms_per_key = 0;    // median over reps
-    double kv_gbs = 0;        // KV bytes one more key adds to a step / ms_per_key: the rate of the
-                              // extra bytes; at the shallow steps' rate, the rise is the bytes' rise
-    double shallow_gbs = 0;   // bytes of a shallow step / the median shallow step
-    // The same windows of read-only steps (every byte the step reads, in the same buffers and
-    // order, with no arithmetic; Gpt2Model::read_step), alternated with the engine's steps:
-    // what this machine charges for those bytes alone.
-    std::vector<DepthWindow> floor_reps;
-    double floor_rise = 0, floor_ms_per_key = 0, floor_kv_gbs = 0, floor_shallow_gbs = 0;
+    double bytes_rise = 0;  // cost model: bytes per step at the deep window's mean depth over the shallow one's, - 1
+    DepthSeries engine;     // kvscope's decode steps
+    // The read floor's steps at the same depths (every byte the step reads, in the same buffers
+    // and order, with no arithmetic; Gpt2Model::read_step), alternated with the engine's: what
+    // this machine charges for those bytes alone.
+    DepthSeries floor;
 };
 
 struct Bench {
