@@ -8,10 +8,14 @@
 #include "analysis/hw.h"
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/fs.h"
+#include "core/paths.h"
 #include "experiments/bench.h"
 #include "ops/gemv_avx512.h"
 
 namespace kvscope::cli {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -22,13 +26,17 @@ struct BenchOpts {
 };
 
 nlohmann::json torch_baseline(const std::string& dir, int threads, const std::string& dtype, int P, int N, int reps) {
+    const fs::path script = find_shipped("tools/torch_baseline.py");
+    if (script.empty())
+        fail("--vs-torch: tools/torch_baseline.py is not beside this kvscope binary (looked in {}/tools)",
+             shipped_dirs().empty() ? std::string("?") : shipped_dirs().front().string());
+    if (!fs::exists("/usr/bin/python3")) fail("--vs-torch: /usr/bin/python3 not found (apt-get install python3-torch)");
     std::string cmd = fmt::format(
         "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp OMP_NUM_THREADS={0} /usr/bin/python3 "
-        "{1}/tools/torch_baseline.py --model '{2}' --threads {0} --dtype {3} --prompt-len {4} --new-tokens {5} "
-        "--reps {6} 2>/dev/null",
-        threads, KVSCOPE_SOURCE_DIR, dir, dtype, P, N, reps);
+        "'{1}' --model '{2}' --threads {0} --dtype {3} --prompt-len {4} --new-tokens {5} --reps {6} 2>/dev/null",
+        threads, script.string(), absolute_path(dir).string(), dtype, P, N, reps);
     FILE* f = popen(cmd.c_str(), "r");
-    if (!f) fail("--vs-torch: cannot run tools/torch_baseline.py");
+    if (!f) fail("--vs-torch: cannot run {}", script.string());
     std::string out;
     char buf[4096];
     size_t n;
@@ -58,6 +66,7 @@ void add_bench(CLI::App& app) {
     cmd->callback([o]() {
         if (o->reps < 1 || o->prompt_len < 1 || o->new_tokens < 2)
             fail("bench: --reps >= 1, --prompt-len >= 1 and --new-tokens >= 2 expected");
+        ensure_output_dir(o->out, "--out");
         exp::Context ctx;
         ctx.model_spec = o->model;
         ctx.out_dir = o->out;

@@ -6,6 +6,7 @@
 #include "analysis/hw.h"
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "experiments/experiments.h"
 
 namespace kvscope::cli {
@@ -69,6 +70,7 @@ void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std
         for (const auto& k : exp::experiment_names()) known |= k == n;
         if (!known) fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline or all)", n);
     }
+    ensure_output_dir(o.out, "--out");
     exp::Context ctx;
     ctx.model_spec = o.model;
     ctx.out_dir = o.out;

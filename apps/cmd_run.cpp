@@ -10,6 +10,7 @@
 #include "analysis/stats.h"
 #include "apps/commands.h"
 #include "core/error.h"
+#include "core/fs.h"
 #include "model/loader.h"
 #include "report/csv.h"
 #include "runtime/engine.h"
@@ -67,7 +68,10 @@ void run(const RunOpts& o) {
     if (o.prompt_len < 1) fail("--prompt-len {}: expected at least 1", o.prompt_len);
     if (o.temperature < 0) fail("--temperature {}: expected >= 0", o.temperature);
     if (!(o.top_p > 0 && o.top_p <= 1)) fail("--top-p {}: expected a value in (0, 1]", o.top_p);
-    if (!o.csv.empty()) check_csv_header(o.csv);
+    if (!o.csv.empty()) {
+        ensure_output_dir(std::filesystem::path(o.csv).parent_path(), "--csv " + o.csv + ":");
+        check_csv_header(o.csv);
+    }
     const bool use_cache = o.use_cache == 1 && !o.no_cache;
     const int threads = set_threads(o.threads);
 

@@ -5,6 +5,7 @@
 
 #include "analysis/hw.h"
 #include "apps/commands.h"
+#include "core/fs.h"
 #include "experiments/experiments.h"
 #include "report/report.h"
 
@@ -16,6 +17,7 @@ void add_study(CLI::App& app) {
     add_exp_options(cmd, *o);
     cmd->callback([o]() {
         const auto t0 = std::chrono::steady_clock::now();
+        ensure_output_dir(o->out, "--out");
         std::fprintf(stderr, "kvscope study: model %s, results in %s/%s\n", o->model.c_str(), o->out.c_str(),
                      o->quick ? " (--quick: smoke-sized grids)" : "");
         run_exps(*o, exp::experiment_names(), "kvscope study");

@@ -16,6 +16,7 @@ void add_hw(CLI::App& app);
 void add_exp(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_study(CLI::App& app);
+void add_data(CLI::App& app);
 
 // Flags shared by `exp` and `study`.
 struct ExpOpts {

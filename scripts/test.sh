@@ -8,4 +8,7 @@ cd "$root"
 if [[ -f scripts/sanitize.sh ]]; then bash scripts/sanitize.sh; fi
 if [[ -f scripts/fuzz.sh ]]; then FUZZ_SECONDS="${FUZZ_SECONDS:-30}" bash scripts/fuzz.sh; fi
 cmake --build build -j"$(nproc)" >/dev/null
+# README's first command in its quick form, as a new user runs it: from the repository root,
+# relative output folder, default model; then the report must render with every image.
+bash scripts/first_run.sh
 cd build && OMP_NUM_THREADS=2 ctest --output-on-failure --timeout 1200 "$@"

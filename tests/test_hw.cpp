@@ -307,6 +307,7 @@ TEST(HwProbe, CorruptOrForeignCacheIsRemeasured) {
 TEST(HwProbe, DefaultCacheFileFollowsXdg) {
     const char* old = std::getenv("XDG_CACHE_HOME");
     std::string saved = old ? old : "";
+    ::unsetenv("KVSCOPE_CACHE");  // it takes precedence over both
     ::setenv("XDG_CACHE_HOME", "/tmp/xdg_test", 1);
     EXPECT_EQ(default_cache_file(), fs::path("/tmp/xdg_test/kvscope/hw.json"));
     ::unsetenv("XDG_CACHE_HOME");

@@ -23,6 +23,7 @@
 
 #include "core/aligned.h"
 #include "core/error.h"
+#include "core/paths.h"
 #include "core/fs.h"
 
 namespace kvscope::analysis {
@@ -645,13 +646,7 @@ HwInfo load_or_probe(const fs::path& cache_file, int threads, bool fresh, bool q
     return hw;
 }
 
-fs::path default_cache_file() {
-    const char* xdg = std::getenv("XDG_CACHE_HOME");
-    if (xdg && *xdg == '/') return fs::path(xdg) / "kvscope" / "hw.json";  // the spec ignores relative ones
-    const char* home = std::getenv("HOME");
-    if (!home || !*home) fail("hardware cache: neither $XDG_CACHE_HOME nor $HOME is set; pass a cache file explicitly");
-    return fs::path(home) / ".cache" / "kvscope" / "hw.json";
-}
+fs::path default_cache_file() { return data_dir() / "hw.json"; }
 
 // ---- JSON and table -------------------------------------------------------------------------
 

@@ -87,7 +87,7 @@ nlohmann::json to_json(const HwInfo& hw);
 HwInfo hw_from_json(const nlohmann::json& j);  // throws kvscope::Error on missing or mistyped keys
 
 std::string format_table(const HwInfo& hw);  // multi-line, for the terminal
-std::filesystem::path default_cache_file();  // $XDG_CACHE_HOME or ~/.cache, then /kvscope/hw.json
+std::filesystem::path default_cache_file();  // data_dir() / "hw.json" (core/paths.h)
 
 namespace detail {
 // Exposed for tests, which cannot count on the machine they run on to publish cache info.

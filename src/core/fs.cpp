@@ -47,6 +47,16 @@ void AtomicFile::commit() {
     committed_ = true;
 }
 
+void ensure_output_dir(const std::filesystem::path& dir, const std::string& flag) {
+    if (dir.empty()) return;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec || !std::filesystem::is_directory(dir, ec))
+        fail("{} {}: cannot create the folder ({})", flag, dir.string(), ec ? ec.message() : "not a folder");
+    if (::access(dir.c_str(), W_OK | X_OK) != 0)
+        fail("{} {}: the folder is not writable ({})", flag, dir.string(), std::strerror(errno));
+}
+
 std::string read_file(const std::filesystem::path& p) {
     std::ifstream f(p, std::ios::binary);
     if (!f) fail("{}: cannot open", p.string());

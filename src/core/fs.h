@@ -24,6 +24,10 @@ private:
     bool committed_ = false;
 };
 
+// Creates folder `dir` (and its parents) for output, or fails in one line naming `flag` and
+// the folder: it cannot be made (a path component is a file, no permission) or not written.
+void ensure_output_dir(const std::filesystem::path& dir, const std::string& flag);
+
 // Whole-file helpers; throw kvscope::Error naming the file.
 std::string read_file(const std::filesystem::path& p);
 void write_file_atomic(const std::filesystem::path& p, const std::string& content);

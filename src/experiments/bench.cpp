@@ -58,8 +58,8 @@ Bench run_bench(Context& ctx, int P, int N) {
     // steps read, no arithmetic), in turn, so that the machine's drift (several percent over
     // the seconds one generation from P to `deep` takes) falls on all four alike. 32 settling
     // rounds of the four come first: the first 15-20 steps after a long prefill run slow
-    // (docs/PERFORMANCE.md, session 8). Its own engine, built and freed inside the round hook,
-    // so that the rows' memory columns do not count its cache.
+    // (docs/PERFORMANCE.md, "How kvscope bench measures"). Its own engine, built and freed
+    // inside the round hook, so that the rows' memory columns do not count its cache.
     constexpr int kSettleSteps = 32;
     DepthSweep sweep;
     sweep.steps = N - 1;

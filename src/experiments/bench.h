@@ -23,8 +23,9 @@ struct BenchRow {
 // Decode ms/token against depth. Comparing two processes, one of which has just prefilled
 // hundreds of tokens, or two windows of one generation seconds apart, measures the machine's
 // drift and the slow first steps after a long prefill as much as the depth (docs/PERFORMANCE.md,
-// sessions 8 and 9). So the steps of the two windows alternate (Engine::time_steps), together
-// with the read floor's steps at the same depths. Depth of a step: the keys cached before it.
+// "How kvscope bench measures"). So the steps of the two windows alternate (Engine::time_steps),
+// together with the read floor's steps at the same depths. Depth of a step: the keys cached
+// before it.
 struct DepthWindow {
     double shallow_ms = 0, deep_ms = 0;  // median step of each window
     double rise = 0;                     // deep_ms / shallow_ms - 1

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/paths.h"
 #include "model/synthetic.h"
 
 namespace kvscope {
@@ -61,11 +62,7 @@ fs::path find_in_hub(const std::string& spec, std::string* looked) {
 
 }  // namespace
 
-fs::path synthetic_cache_dir() {
-    if (const char* e = std::getenv("KVSCOPE_CACHE")) return fs::path(e);
-    if (const char* e = std::getenv("XDG_CACHE_HOME")) return fs::path(e) / "kvscope";
-    return home_dir() / ".cache/kvscope";
-}
+fs::path synthetic_cache_dir() { return data_dir() / "models"; }
 
 ModelSource resolve_model(const std::string& spec) {
     std::error_code ec;
@@ -78,7 +75,7 @@ ModelSource resolve_model(const std::string& spec) {
     std::string base = spec.substr(spec.find_last_of('/') == std::string::npos ? 0 : spec.find_last_of('/') + 1);
     ModelConfig cfg;
     if (spec.find("./") == std::string::npos && preset_config(base, &cfg)) {
-        fs::path dir = synthetic_cache_dir() / "models" / (base + "-synthetic-seed0");
+        fs::path dir = synthetic_cache_dir() / (base + "-synthetic-seed0");
         if (fs::exists(dir / "model.safetensors", ec)) return {dir, "synthetic (cached)"};
         std::fprintf(stderr,
                      "kvscope: %s is not on this machine (looked in %s); generating synthetic weights of its exact "

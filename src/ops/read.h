@@ -1,7 +1,7 @@
 // Reading memory with no arithmetic on it: the floor under a memory-bound step. `kvscope
 // bench` reads a decode step's bytes (every weight, then the KV a step at some depth reads)
 // this way, in the forward pass's order, to show what this machine charges for those bytes
-// alone (docs/PERFORMANCE.md, session 9).
+// alone (docs/PERFORMANCE.md, "Decode at depth and the read floor").
 #pragma once
 
 #include <cstdint>

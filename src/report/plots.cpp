@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/paths.h"
 
 extern char** environ;
 
@@ -528,9 +529,13 @@ bool nonempty(const fs::path& p) {
     return fs::exists(p, ec) && fs::file_size(p, ec) > 0;
 }
 
-// Runs `gnuplot -d script` in `dir` (-d: ignore the user's ~/.gnuplot, which could restyle the plots).
-void run_gnuplot(const fs::path& dir, const std::string& script, const fs::path& shown_as) {
-    fs::path err = dir / "gnuplot.stderr";
+// Runs `gnuplot -d script` in `dir` (-d: ignore the user's ~/.gnuplot, which could restyle the
+// plots). Every path the child sees is absolute: it starts in `dir`, not in our folder.
+void run_gnuplot(const fs::path& dir_in, const std::string& script, const fs::path& shown_as) {
+    const fs::path gnuplot = find_on_path("gnuplot");
+    if (gnuplot.empty())
+        fail("gnuplot not found on PATH: install it with scripts/setup_report_deps.sh (apt-get install gnuplot-nox)");
+    const fs::path dir = absolute_path(dir_in), err = dir / "gnuplot.stderr";
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addchdir_np(&fa, dir.c_str());
@@ -540,10 +545,12 @@ void run_gnuplot(const fs::path& dir, const std::string& script, const fs::path&
     std::string arg0 = "gnuplot", arg1 = "-d", arg2 = script;
     char* argv[] = {arg0.data(), arg1.data(), arg2.data(), nullptr};
     pid_t pid = 0;
-    int rc = posix_spawnp(&pid, "gnuplot", &fa, nullptr, argv, environ);
+    int rc = posix_spawn(&pid, gnuplot.c_str(), &fa, nullptr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
-    if (rc == ENOENT) fail("gnuplot not found on PATH: install it with scripts/setup_report_deps.sh (apt-get install gnuplot-nox)");
-    if (rc != 0) fail("cannot run gnuplot for {}: {}", shown_as.string(), std::strerror(rc));
+    // The program exists, so a failure here is the folder or the stderr file it was given.
+    if (rc != 0)
+        fail("cannot start {} in {} (stderr to {}) for {}: {}", gnuplot.string(), dir.string(), err.string(),
+             shown_as.string(), std::strerror(rc));
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
