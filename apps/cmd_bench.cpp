@@ -129,7 +129,7 @@ void add_bench(CLI::App& app) {
             std::printf("\nPyTorch eager (tools/torch_baseline.py, same checkpoint, prompt %d, %d new tokens):\n",
                         o->prompt_len, o->new_tokens);
             for (auto [label, dt] : {std::pair{"fp32", "float32"}, std::pair{"bf16", "bfloat16"}}) {
-                nlohmann::json j = torch_baseline(m.source.dir.string(), ctx.threads, dt, o->prompt_len, o->new_tokens,
+                nlohmann::json j = torch_baseline(m.source.path.string(), ctx.threads, dt, o->prompt_len, o->new_tokens,
                                                   std::max(1, std::min(ctx.reps, 3)));
                 if (j.contains("error")) {
                     std::printf("  %s: %s\n", label, j["error"].get<std::string>().c_str());

@@ -21,7 +21,7 @@ namespace kvscope::cli {
 namespace {
 
 struct RunOpts {
-    std::string model = "distilgpt2", dtype = "fp32", kv_dtype = "", device = "cpu", csv, padding = "none";
+    std::string model = "distilgpt2", tokenizer, dtype = "fp32", kv_dtype = "", device = "cpu", csv, padding = "none";
     std::vector<std::string> prompts, prompt_ids;
     int use_cache = 1, batch = 1, prompt_len = 32, max_new = 64, threads = 0, warmup = 1, top_k = 0;
     bool no_cache = false, json = false, ignore_eos = false, quiet = false;
@@ -52,6 +52,14 @@ void check_csv_header(const std::string& path) {
 
 std::string g(double v) { return fmt::format("{:.6g}", v); }
 
+// Prompt and continuation decoded as one sequence (SentencePiece-style decoders treat a
+// sequence's first piece differently, so decoding the two halves apart would differ).
+std::string whole_text(const Tokenizer& tok, const std::vector<int32_t>& prompt, const std::vector<int32_t>& gen) {
+    std::vector<int32_t> all(prompt);
+    all.insert(all.end(), gen.begin(), gen.end());
+    return tok.decode(all);
+}
+
 void run(const RunOpts& o) {
     DType wt, kt;
     if (!parse_dtype(o.dtype, &wt) || (wt != DType::F32 && wt != DType::F16 && wt != DType::BF16))
@@ -75,15 +83,17 @@ void run(const RunOpts& o) {
     const bool use_cache = o.use_cache == 1 && !o.no_cache;
     const int threads = set_threads(o.threads);
 
-    Model m = load_model(o.model, wt);
+    Model m = load_model(o.model, wt, true, o.tokenizer);
     const ModelConfig& c = m.cfg;
 
     // Prompts: explicit ids, explicit texts, or the seeds' fixed text cut to --prompt-len tokens.
     std::vector<std::vector<int32_t>> base;
     for (const auto& s : o.prompt_ids) base.push_back(parse_ids(s, c.n_vocab, "--prompt-ids"));
     for (const auto& s : o.prompts) {
-        if (!m.tokenizer) fail("--prompt: {} has no vocabulary (vocab.json/merges.txt); use --prompt-ids", m.source.dir.string());
-        base.push_back(m.tokenizer->encode(s));
+        if (!m.tokenizer)
+            fail("--prompt: {} has no tokenizer (tokenizer.model, tokenizer.json, vocab.json + merges.txt or a llama2.c "
+                 "tok*.bin); give one with --tokenizer, or use --prompt-ids", m.source.path.string());
+        base.push_back(m.tokenizer->encode_prompt(s));
         if (base.back().empty()) fail("--prompt \"{}\": encodes to no tokens", s);
     }
     if (base.empty()) base.push_back(prompt_of_length(m.tokenizer.get(), c.n_vocab, o.prompt_len));
@@ -100,7 +110,7 @@ void run(const RunOpts& o) {
     eo.left_pad = o.padding == "left";
     eo.kv_dtype = kt;
     if (max_prompt + o.max_new > c.n_ctx)
-        fail("prompt ({} tokens) + --max-new-tokens ({}) = {} exceeds the context window of {} (n_positions = {})",
+        fail("prompt ({} tokens) + --max-new-tokens ({}) = {} exceeds the context window of {} ({} positions)",
              max_prompt, o.max_new, max_prompt + o.max_new, o.model, c.n_ctx);
     Engine engine(*m.weights, eo);
     GenerateOptions go;
@@ -134,7 +144,8 @@ void run(const RunOpts& o) {
     if (o.json) {
         nlohmann::json j;
         j["model"] = o.model;
-        j["model_dir"] = m.source.dir.string();
+        j["model_dir"] = m.source.path.string();
+        j["arch"] = arch_name(c.arch);
         j["weights"] = m.weights_kind();
         j["dtype"] = dtype_name(wt);
         j["kv_dtype"] = dtype_name(kt);
@@ -165,6 +176,9 @@ void run(const RunOpts& o) {
             std::vector<std::string> texts;
             for (const auto& t : r.tokens) texts.push_back(m.tokenizer->decode(t));
             j["text"] = texts;
+            std::vector<std::string> full;
+            for (int b = 0; b < o.batch; b++) full.push_back(whole_text(*m.tokenizer, prompts[size_t(b)], r.tokens[size_t(b)]));
+            j["full_text"] = full;
         }
         j["step_ms"] = r.step_ms;
         std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
@@ -174,14 +188,14 @@ void run(const RunOpts& o) {
         for (int b = 0; b < o.batch; b++) {
             const auto& t = r.tokens[size_t(b)];
             if (m.tokenizer)
-                fmt::print("[{}] {}{}\n", b, m.tokenizer->decode(prompts[size_t(b)]), m.tokenizer->decode(t));
+                fmt::print("[{}] {}\n", b, whole_text(*m.tokenizer, prompts[size_t(b)], t));
             else
                 fmt::print("[{}] new token ids: {}\n", b, fmt::format("{}", fmt::join(t, ",")));
         }
     }
     fmt::print("---\n");
-    fmt::print("model {} (weights={}, {}), dtype {}, kv {}, cache {}, batch {}, prompt {} tokens, {} threads\n", o.model,
-               m.weights_kind(), m.source.how, dtype_name(wt), dtype_name(kt), use_cache ? "on" : "off", o.batch,
+    fmt::print("model {} ({}, weights={}, {}), dtype {}, kv {}, cache {}, batch {}, prompt {} tokens, {} threads\n", o.model,
+               arch_name(c.arch), m.weights_kind(), m.source.how, dtype_name(wt), dtype_name(kt), use_cache ? "on" : "off", o.batch,
                max_prompt, threads);
     fmt::print("prefill (time to first token) {:.2f} ms\n", r.prefill_ms);
     fmt::print("decode {:.1f} tokens/s, per step p50 {:.3f} ms, p95 {:.3f} ms ({} steps)\n", decode_tok_s, st.median,
@@ -197,7 +211,9 @@ void run(const RunOpts& o) {
 void add_run(CLI::App& app) {
     auto* cmd = app.add_subcommand("run", "Generate once with the cache on or off and report timings");
     auto o = std::make_shared<RunOpts>();
-    cmd->add_option("--model", o->model, "Model directory, Hugging Face name, or preset")->capture_default_str();
+    cmd->add_option("--model", o->model, "Model directory, llama2.c .bin, Hugging Face name, or preset")->capture_default_str();
+    cmd->add_option("--tokenizer", o->tokenizer,
+                    "Tokenizer file (tokenizer.model, tokenizer.json, llama2.c tok*.bin) instead of the model's own");
     cmd->add_option("--dtype", o->dtype, "Weight storage: fp32, fp16, bf16 (float32/float16/bfloat16 too)")
         ->capture_default_str();
     cmd->add_option("--kv-dtype,--kv_dtype", o->kv_dtype, "KV cache storage: fp32, fp16, bf16 [fp32]");

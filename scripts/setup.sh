@@ -11,7 +11,8 @@ if [[ $(id -u) -ne 0 ]]; then sudo_cmd="sudo"; fi
 packages=(
   build-essential cmake git pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev
-  nlohmann-json3-dev libcli11-dev libfmt-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev libsentencepiece-dev
+  sentencepiece python3-sentencepiece
   libopenblas-dev libopenblas0-openmp
   gnuplot-nox
   nodejs npm

@@ -154,7 +154,7 @@ TEST(Generation, HalfPrecisionWeightsTrackFp32) {
 // matrices, the K and V rows [0, keys) of every head of the sequence, and the LM head.
 TEST(Generation, ReadFloorReadsTheStepsWeightsAndKeys) {
     Fixture f;
-    const Gpt2Weights& w = *f.m.weights;
+    const Gpt2Weights& w = dynamic_cast<const Gpt2Weights&>(*f.m.weights);
     const ModelConfig& c = w.config();
     const int slots = 40;
     KvCache cache({c.n_layer, 2, c.n_kv_head, slots, c.head_dim, DType::F32});
@@ -192,7 +192,7 @@ TEST(Generation, ReadFloorReadsTheStepsWeightsAndKeys) {
 // would produce there.
 TEST(Generation, StepsAtChosenDepthsMatchTheForwardAndReadFloor) {
     Fixture f;
-    const Gpt2Weights& w = *f.m.weights;
+    const Weights& w = *f.m.weights;
     std::vector<int32_t> prompt;
     for (int i = 0; i < 40; i++) prompt.push_back(int32_t((i * 37 + 11) % 90));
     EngineOptions eo;

@@ -3,28 +3,24 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
-#include "core/error.h"
-#include "ops/attention.h"
 #include "ops/matmul.h"
 #include "ops/norm.h"
 #include "ops/pack.h"
-#include "ops/read.h"
-#include "ops/simd.h"
 
 namespace kvscope {
 
-// Heads per ops::attend_heads call in a decode or prefill step (docs/KERNELS.md, attention).
-constexpr int kHeadGroup = 2;
+std::unique_ptr<Forward> Gpt2Weights::make_forward(int max_tok, int max_out, int max_slots) const {
+    return std::make_unique<Gpt2Model>(*this, max_tok, max_out, max_slots);
+}
 
 Gpt2Model::Gpt2Model(const Gpt2Weights& w, int max_tok, int max_out, int max_slots)
-    : w_(w), c_(w.config()), max_tok_(max_tok), max_out_(max_out), max_slots_(max_slots),
-      n_threads_(omp_get_max_threads()) {
+    : w_(w), c_(w.config()), plan_(attn_plan(c_.n_head, c_.n_kv_head, c_.head_dim)), max_tok_(max_tok),
+      max_out_(max_out), max_slots_(max_slots), n_threads_(omp_get_max_threads()) {
     const int64_t T = max_tok, d = c_.n_embd;
     const int64_t sizes[] = {T * d, T * d, T * 3 * d, T * d, T * d, T * c_.n_ff,
-                             int64_t(n_threads_) * kHeadGroup * max_slots, int64_t(max_out) * d};
+                             int64_t(n_threads_) * plan_.scores_per_thread(max_slots), int64_t(max_out) * d};
     int64_t total = 0;
     for (int64_t s : sizes) total += (s + 15) / 16 * 16;  // keep every view 64-byte aligned
     mem_ = make_aligned<float>(size_t(total));
@@ -49,8 +45,6 @@ static void embed_row(const WeightView& wte, int32_t tok, const float* wpe_row, 
 void Gpt2Model::forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, float* logits) {
     const int T = ub.n_tok;
     const int64_t d = c_.n_embd, ff = c_.n_ff;
-    const int n_head = c_.n_head, hd = c_.head_dim;
-    const float scale = 1.0f / std::sqrt(float(hd));
     const bool scratch_cache = cache.shape().n_layer == 1 && c_.n_layer > 1;
 
     for (int t = 0; t < T; t++) embed_row(w_.wte, ub.token[t], w_.wpe + int64_t(ub.pos[t]) * d, d, x_ + t * d);
@@ -66,28 +60,7 @@ void Gpt2Model::forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, fl
             const float* q = qkv_ + int64_t(t) * 3 * d;
             cache.write(kl, ub.seq[t], ub.slot[t], q + d, q + 2 * d);              // K, V of token t
         }
-        // Heads kHeadGroup at a time (attend_heads reads the group's streams side by side).
-        const int n_group = (n_head + kHeadGroup - 1) / kHeadGroup;
-#pragma omp parallel for collapse(2) schedule(dynamic, 1)
-        for (int t = 0; t < T; t++) {
-            for (int g = 0; g < n_group; g++) {
-                const int s = ub.seq[t], slot = ub.slot[t], h0 = g * kHeadGroup;
-                const int n = std::min(kHeadGroup, n_head - h0);
-                const int pad = seqs.pad(s);
-                const int lo = slot < pad ? slot : pad;  // a padding token sees only itself
-                const float* q[kHeadGroup];
-                const void *k[kHeadGroup], *v[kHeadGroup];
-                float* out[kHeadGroup];
-                for (int x = 0; x < n; x++) {
-                    q[x] = qkv_ + int64_t(t) * 3 * d + (h0 + x) * hd;
-                    k[x] = cache.k(kl, s, h0 + x);
-                    v[x] = cache.v(kl, s, h0 + x);
-                    out[x] = att_ + int64_t(t) * d + (h0 + x) * hd;
-                }
-                float* scores = scores_ + int64_t(omp_get_thread_num()) * kHeadGroup * max_slots_;
-                ops::attend_heads(n, q, k, v, cache.dtype(), hd, lo, slot + 1, scale, scores, out);
-            }
-        }
+        attend_cached(plan_, ub, cache, seqs, kl, qkv_, 3 * d, att_, d, scores_, max_slots_);  // [T, d]
         ops::matmul(att_, T, L.attn_proj, L.attn_proj_b, tmp_);                     // [T, d]
         ops::add_inplace(x_, tmp_, int64_t(T) * d);
 
@@ -105,32 +78,15 @@ void Gpt2Model::forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, fl
 }
 
 uint32_t Gpt2Model::read_step(const KvCache& cache, int seq, int keys) const {
-    const KvShape& ks = cache.shape();
-    if (keys < 1 || keys > ks.n_slots)
-        fail("read_step: {} keys; the cache holds 1 to {} per sequence", keys, ks.n_slots);
-    const int64_t kv_bytes = int64_t(keys) * ks.head_dim * int64_t(dtype_size(ks.dtype));
-    const int n_group = (ks.n_kv_head + kHeadGroup - 1) / kHeadGroup;
     uint32_t total = 0;
-    auto weights = [&total](const WeightView& w) {
-#pragma omp parallel reduction(+ : total)
-        total += ops::read_share(w.data, w.bytes(), omp_get_thread_num(), omp_get_num_threads());
-    };
     for (int il = 0; il < c_.n_layer; il++) {
         const Gpt2Layer& L = w_.layers[size_t(il)];
-        const int kl = ks.n_layer == 1 ? 0 : il;
-        weights(L.attn_qkv);
-#pragma omp parallel for schedule(dynamic, 1) reduction(+ : total)
-        for (int g = 0; g < n_group; g++) {
-            const int h1 = std::min(ks.n_kv_head, (g + 1) * kHeadGroup);
-            for (int h = g * kHeadGroup; h < h1; h++) total += ops::read_words(cache.k(kl, seq, h), kv_bytes);
-            for (int h = g * kHeadGroup; h < h1; h++) total += ops::read_words(cache.v(kl, seq, h), kv_bytes);
-        }
-        weights(L.attn_proj);
-        weights(L.fc);
-        weights(L.proj);
+        const int kl = cache.shape().n_layer == 1 ? 0 : il;
+        total += read_weight(L.attn_qkv);
+        total += read_kv(plan_, cache, kl, seq, keys);
+        total += read_weight(L.attn_proj) + read_weight(L.fc) + read_weight(L.proj);
     }
-    weights(w_.lm_head);
-    return total;
+    return total + read_weight(w_.lm_head);
 }
 
 }  // namespace kvscope

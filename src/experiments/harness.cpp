@@ -229,7 +229,7 @@ void write_results(Context& ctx, const std::string& name, const std::vector<std:
     j["command"] = ctx.command;
     j["created"] = iso_now();
     j["commit"] = build_commit();
-    j["model"] = {{"name", ctx.model_spec}, {"dir", m.source.dir.string()}, {"weights", m.weights_kind()},
+    j["model"] = {{"name", ctx.model_spec}, {"dir", m.source.path.string()}, {"weights", m.weights_kind()},
                   {"n_layer", c.n_layer}, {"n_embd", c.n_embd}, {"n_head", c.n_head}, {"n_kv_head", c.n_kv_head},
                   {"head_dim", c.head_dim}, {"n_ff", c.n_ff}, {"n_vocab", c.n_vocab}, {"n_ctx", c.n_ctx},
                   {"n_params", c.n_params()}};

@@ -1,20 +1,10 @@
-// GPT-2 weights as the forward pass sees them: matrices as WeightViews (in the storage dtype
-// chosen at load, repacked to Layout::Packed for the decode kernels), vectors (biases,
-// LayerNorm, positions) always fp32, pointing into the mmapped checkpoint when it stores them
-// as fp32. Matrices live in buffers owned here; their pages of the file are released.
+// GPT-2's tensors (Hugging Face names, Conv1D matrices stored KN), checked against the config
+// at load. Matrices are repacked in the compute dtype; the file's pages are released.
 #pragma once
 
-#include <filesystem>
-#include <memory>
-#include <string>
 #include <vector>
 
-#include "core/aligned.h"
-
-#include "core/dtype.h"
-#include "model/config.h"
-#include "model/safetensors.h"
-#include "ops/matmul.h"
+#include "model/weights.h"
 
 namespace kvscope {
 
@@ -33,10 +23,10 @@ struct Gpt2Layer {
     const float* proj_b;   // [n_embd]
 };
 
-class Gpt2Weights {
+class Gpt2Weights : public Weights {
 public:
-    // Loads and checks every tensor of `file` against `cfg`; matrices are stored as `dtype`.
-    Gpt2Weights(SafetensorsFile file, const ModelConfig& cfg, DType dtype);
+    // Loads and checks every tensor of `ck` against `cfg`; matrices are stored as `dtype`.
+    Gpt2Weights(Checkpoint ck, const ModelConfig& cfg, DType dtype);
 
     WeightView wte;        // [n_embd -> n_vocab]: token embedding (a column per token), also the tied LM head
     const float* wpe;      // [n_ctx, n_embd]
@@ -45,27 +35,12 @@ public:
     const float* lnf_b;
     WeightView lm_head;    // [n_embd -> n_vocab]; == wte when tied
 
-    DType dtype() const { return dtype_; }
     bool tied() const { return tied_; }
-    // Bytes of every weight as stored for compute (the tied head counted once).
-    int64_t bytes() const { return bytes_; }
-    // Bytes read by one decode step: every matrix, the head, the vectors (embedding rows excluded).
-    int64_t bytes_read_per_token() const;
-    const std::string& path() const { return file_.path(); }
-    const ModelConfig& config() const { return cfg_; }
+    int64_t bytes_read_per_token() const override;
+    std::unique_ptr<Forward> make_forward(int max_tok, int max_out, int max_slots) const override;  // arch/gpt2.cpp
 
 private:
-    const StTensor& need(const std::string& name, std::vector<int64_t> shape);
-    const float* vec(const std::string& name, int64_t n);
-    WeightView mat(const std::string& name, int64_t rows, int64_t cols, Layout layout);
-
-    SafetensorsFile file_;
-    ModelConfig cfg_;
-    DType dtype_;
-    std::string prefix_;
     bool tied_ = true;
-    int64_t bytes_ = 0;
-    std::vector<AlignedArray<uint8_t>> owned_;
 };
 
 }  // namespace kvscope

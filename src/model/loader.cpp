@@ -7,6 +7,8 @@
 
 #include "core/error.h"
 #include "core/paths.h"
+#include "model/checkpoint.h"
+#include "model/llama2c.h"
 #include "model/synthetic.h"
 
 namespace kvscope {
@@ -60,55 +62,82 @@ fs::path find_in_hub(const std::string& spec, std::string* looked) {
     return {};
 }
 
+constexpr const char* kPresetOnly = "preset (config only)";
+
+std::string gib(double bytes) { return fmt::format("{:.1f} GiB", bytes / (1024.0 * 1024.0 * 1024.0)); }
+
 }  // namespace
 
 fs::path synthetic_cache_dir() { return data_dir() / "models"; }
 
-ModelSource resolve_model(const std::string& spec) {
+ModelSource resolve_model(const std::string& spec, bool generate) {
     std::error_code ec;
-    if (spec.empty()) fail("--model: expected a model directory or name (e.g. distilgpt2)");
-    if (fs::is_directory(spec, ec)) return {fs::path(spec), "directory"};
+    if (spec.empty()) fail("--model: expected a model directory, a llama2.c .bin file or a name (e.g. distilgpt2)");
+    if (fs::is_directory(spec, ec)) return {fs::path(spec), "directory", false};
+    if (fs::is_regular_file(spec, ec)) {
+        if (!looks_like_llama2c(spec))
+            fail("--model {}: a file, but not a llama2.c checkpoint (give a Hugging Face model directory or a .bin "
+                 "written by llama2.c)", spec);
+        return {fs::path(spec), "llama2.c checkpoint", true};
+    }
     std::string looked;
     fs::path hub = find_in_hub(spec, &looked);
-    if (!hub.empty()) return {hub, "hugging face cache"};
+    if (!hub.empty()) return {hub, "hugging face cache", false};
     // "distilbert/distilgpt2" and "openai-community/gpt2" name presets too.
     std::string base = spec.substr(spec.find_last_of('/') == std::string::npos ? 0 : spec.find_last_of('/') + 1);
     ModelConfig cfg;
     if (spec.find("./") == std::string::npos && preset_config(base, &cfg)) {
         fs::path dir = synthetic_cache_dir() / (base + "-synthetic-seed0");
-        if (fs::exists(dir / "model.safetensors", ec)) return {dir, "synthetic (cached)"};
+        if (fs::exists(dir / "config.json", ec)) return {dir, "synthetic (cached)", false};
+        if (!generate || preset_is_plan_only(base)) return {dir, kPresetOnly, false};
         std::fprintf(stderr,
                      "kvscope: %s is not on this machine (looked in %s); generating synthetic weights of its exact "
                      "shapes into %s (once). Timing and memory are those of the real model; its text is not.\n",
                      spec.c_str(), looked.c_str(), dir.string().c_str());
         make_synthetic_model(cfg, base, 0, dir);
-        return {dir, "synthetic (generated now)"};
+        return {dir, "synthetic (generated now)", false};
     }
-    fail("--model {}: not a directory, not in the Hugging Face cache (looked in {}), and not a preset ({})", spec,
+    fail("--model {}: not a directory or file, not in the Hugging Face cache (looked in {}), and not a preset ({})", spec,
          looked, preset_names());
 }
 
-Model load_model(const std::string& spec, DType dtype, bool with_weights) {
+Model load_model(const std::string& spec, DType dtype, bool with_weights, const std::string& tokenizer) {
     Model m;
     m.name = spec;
-    m.source = resolve_model(spec);
-    const fs::path& dir = m.source.dir;
+    m.source = resolve_model(spec, with_weights);
     std::error_code ec;
-    if (!fs::exists(dir / "config.json", ec))
-        fail("{}: missing config.json (expected a Hugging Face model directory)", (dir / "config.json").string());
-    m.cfg = load_config(dir / "config.json");
-    fs::path st = dir / "model.safetensors";
-    if (!fs::exists(st, ec)) {
-        if (fs::exists(dir / "pytorch_model.bin", ec))
-            fail("{}: missing; this directory only has pytorch_model.bin, which kvscope does not read "
-                 "(save it with safe_serialization=True)", st.string());
-        fail("{}: missing (expected the model's weights in safetensors format)", st.string());
+    Checkpoint ck;
+    if (m.source.how == kPresetOnly) {
+        std::string base = spec.substr(spec.find_last_of('/') == std::string::npos ? 0 : spec.find_last_of('/') + 1);
+        preset_config(base, &m.cfg);
+        m.synthetic = true;
+        if (with_weights) {
+            const double p = double(m.cfg.n_params());
+            fail("--model {}: for kvscope info and plan only: its weights need {} in bf16 ({} in fp32) and this "
+                 "machine runs models up to a few GiB (try kvscope plan --model {})",
+                 spec, gib(p * 2), gib(p * 4), spec);
+        }
+        return m;
     }
-    SafetensorsFile file = SafetensorsFile::open(st);
-    m.synthetic = file.metadata().count(kSyntheticKey) > 0;
-    if (with_weights) m.weights = std::make_unique<Gpt2Weights>(std::move(file), m.cfg, dtype);
-    if (fs::exists(dir / "tokenizer.json", ec) || fs::exists(dir / "vocab.json", ec))
-        m.tokenizer = std::make_unique<Gpt2Tokenizer>(Gpt2Tokenizer::load_dir(dir));
+    if (m.source.llama2c) {
+        ck = open_llama2c(m.source.path, &m.cfg);
+    } else {
+        const fs::path& dir = m.source.path;
+        if (!fs::exists(dir / "config.json", ec))
+            fail("{}: missing config.json (expected a Hugging Face model directory)", (dir / "config.json").string());
+        m.cfg = load_config(dir / "config.json");
+        ck = Checkpoint::open_hf_dir(dir);
+        m.synthetic = ck.metadata().count(kSyntheticKey) > 0;
+    }
+    std::string why;
+    if (with_weights && !runnable(m.cfg, &why)) fail("--model {}: {}", spec, why);
+    if (with_weights) m.weights = load_weights(std::move(ck), m.cfg, dtype);
+    if (!tokenizer.empty()) m.tokenizer = load_tokenizer(absolute_path(tokenizer), m.cfg.n_vocab);
+    else m.tokenizer = find_tokenizer(m.source.folder(), m.cfg.n_vocab);
+    if (m.tokenizer && m.tokenizer->vocab_size() > m.cfg.n_vocab)
+        fail("{}: the tokenizer ({}) has {} tokens but the model's vocabulary has {} (a tokenizer for another model?)",
+             tokenizer.empty() ? m.source.folder().string() : tokenizer, m.tokenizer->kind(), m.tokenizer->vocab_size(),
+             m.cfg.n_vocab);
     return m;
 }
 

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/paths.h"
@@ -68,6 +69,62 @@ std::filesystem::path find_gpt2_vocab_dir() {
     return {};
 }
 
+std::vector<TensorSpec> synthetic_tensors(const ModelConfig& cfg) {
+    const int64_t d = cfg.n_embd, f = cfg.n_ff;
+    const float s0 = 0.02f;
+    std::vector<TensorSpec> v;
+    if (cfg.arch == Arch::GPT2) {
+        const float sp = float(0.02 / std::sqrt(2.0 * cfg.n_layer));
+        v.push_back({"transformer.wte.weight", {cfg.n_vocab, d}, 'n', s0});
+        v.push_back({"transformer.wpe.weight", {cfg.n_ctx, d}, 'n', s0});
+        for (int il = 0; il < cfg.n_layer; il++) {
+            std::string p = "transformer.h." + std::to_string(il) + ".";
+            v.push_back({p + "ln_1.weight", {d}, '1', 0});
+            v.push_back({p + "ln_1.bias", {d}, '0', 0});
+            v.push_back({p + "attn.c_attn.weight", {d, 3 * d}, 'n', s0});
+            v.push_back({p + "attn.c_attn.bias", {3 * d}, '0', 0});
+            v.push_back({p + "attn.c_proj.weight", {d, d}, 'n', sp});
+            v.push_back({p + "attn.c_proj.bias", {d}, '0', 0});
+            v.push_back({p + "ln_2.weight", {d}, '1', 0});
+            v.push_back({p + "ln_2.bias", {d}, '0', 0});
+            v.push_back({p + "mlp.c_fc.weight", {d, f}, 'n', s0});
+            v.push_back({p + "mlp.c_fc.bias", {f}, '0', 0});
+            v.push_back({p + "mlp.c_proj.weight", {f, d}, 'n', sp});
+            v.push_back({p + "mlp.c_proj.bias", {d}, '0', 0});
+        }
+        v.push_back({"transformer.ln_f.weight", {d}, '1', 0});
+        v.push_back({"transformer.ln_f.bias", {d}, '0', 0});
+        return v;
+    }
+    const int64_t q = cfg.q_dim(), kv = cfg.kv_dim();
+    v.push_back({"model.embed_tokens.weight", {cfg.n_vocab, d}, 'n', s0});
+    for (int il = 0; il < cfg.n_layer; il++) {
+        std::string p = "model.layers." + std::to_string(il) + ".";
+        v.push_back({p + "input_layernorm.weight", {d}, '1', 0});
+        v.push_back({p + "self_attn.q_proj.weight", {q, d}, 'n', s0});
+        v.push_back({p + "self_attn.k_proj.weight", {kv, d}, 'n', s0});
+        v.push_back({p + "self_attn.v_proj.weight", {kv, d}, 'n', s0});
+        if (cfg.attn_bias) {
+            v.push_back({p + "self_attn.q_proj.bias", {q}, '0', 0});
+            v.push_back({p + "self_attn.k_proj.bias", {kv}, '0', 0});
+            v.push_back({p + "self_attn.v_proj.bias", {kv}, '0', 0});
+        }
+        v.push_back({p + "self_attn.o_proj.weight", {d, q}, 'n', s0});
+        v.push_back({p + "post_attention_layernorm.weight", {d}, '1', 0});
+        v.push_back({p + "mlp.gate_proj.weight", {f, d}, 'n', s0});
+        v.push_back({p + "mlp.up_proj.weight", {f, d}, 'n', s0});
+        v.push_back({p + "mlp.down_proj.weight", {d, f}, 'n', s0});
+        if (cfg.mlp_bias) {
+            v.push_back({p + "mlp.gate_proj.bias", {f}, '0', 0});
+            v.push_back({p + "mlp.up_proj.bias", {f}, '0', 0});
+            v.push_back({p + "mlp.down_proj.bias", {d}, '0', 0});
+        }
+    }
+    v.push_back({"model.norm.weight", {d}, '1', 0});
+    if (!cfg.tied_embeddings) v.push_back({"lm_head.weight", {cfg.n_vocab, d}, 'n', s0});
+    return v;
+}
+
 void make_synthetic_model(const ModelConfig& cfg, const std::string& name, uint64_t seed,
                           const std::filesystem::path& out) {
     namespace fs = std::filesystem;
@@ -80,51 +137,39 @@ void make_synthetic_model(const ModelConfig& cfg, const std::string& name, uint6
     fs::create_directories(tmp, ec);
     if (ec) fail("--out {}: cannot create directory ({})", tmp.string(), ec.message());
     try {
-        const int64_t d = cfg.n_embd, f = cfg.n_ff;
-        struct Spec { std::string name; std::vector<int64_t> shape; char init; float std; };
-        // init: 'n' normal, '1' ones, '0' zeros.
-        std::vector<Spec> specs;
-        const float s0 = 0.02f, sp = float(0.02 / std::sqrt(2.0 * cfg.n_layer));
-        specs.push_back({"transformer.wte.weight", {cfg.n_vocab, d}, 'n', s0});
-        specs.push_back({"transformer.wpe.weight", {cfg.n_ctx, d}, 'n', s0});
-        for (int il = 0; il < cfg.n_layer; il++) {
-            std::string p = "transformer.h." + std::to_string(il) + ".";
-            specs.push_back({p + "ln_1.weight", {d}, '1', 0});
-            specs.push_back({p + "ln_1.bias", {d}, '0', 0});
-            specs.push_back({p + "attn.c_attn.weight", {d, 3 * d}, 'n', s0});
-            specs.push_back({p + "attn.c_attn.bias", {3 * d}, '0', 0});
-            specs.push_back({p + "attn.c_proj.weight", {d, d}, 'n', sp});
-            specs.push_back({p + "attn.c_proj.bias", {d}, '0', 0});
-            specs.push_back({p + "ln_2.weight", {d}, '1', 0});
-            specs.push_back({p + "ln_2.bias", {d}, '0', 0});
-            specs.push_back({p + "mlp.c_fc.weight", {d, f}, 'n', s0});
-            specs.push_back({p + "mlp.c_fc.bias", {f}, '0', 0});
-            specs.push_back({p + "mlp.c_proj.weight", {f, d}, 'n', sp});
-            specs.push_back({p + "mlp.c_proj.bias", {d}, '0', 0});
-        }
-        specs.push_back({"transformer.ln_f.weight", {d}, '1', 0});
-        specs.push_back({"transformer.ln_f.bias", {d}, '0', 0});
-
+        // Checkpoints past ~0.5 B parameters are written in bf16, as they are published: half
+        // the disk, and loading converts to the compute dtype anyway.
+        const bool bf16 = cfg.n_params() > 500'000'000;
+        std::vector<std::unique_ptr<uint16_t[]>> bufs16;
         std::vector<std::unique_ptr<float[]>> bufs;
         std::vector<StWriteTensor> tensors;
-        for (const Spec& s : specs) {
+        for (const TensorSpec& s : synthetic_tensors(cfg)) {
             int64_t n = 1;
             for (int64_t x : s.shape) n *= x;
             std::unique_ptr<float[]> b(new float[size_t(n)]);
             if (s.init == 'n') fill_normal(b.get(), n, s.std, seed * 0x9E3779B97F4A7C15ull ^ hash_name(s.name));
             else std::fill(b.get(), b.get() + n, s.init == '1' ? 1.0f : 0.0f);
-            tensors.push_back({s.name, StDType::F32, s.shape, b.get()});
-            bufs.push_back(std::move(b));
+            if (bf16) {
+                std::unique_ptr<uint16_t[]> h(new uint16_t[size_t(n)]);
+                for (int64_t i = 0; i < n; i++) h[size_t(i)] = f32_to_bf16(b[size_t(i)]);
+                tensors.push_back({s.name, StDType::BF16, s.shape, h.get()});
+                bufs16.push_back(std::move(h));
+            } else {
+                tensors.push_back({s.name, StDType::F32, s.shape, b.get()});
+                bufs.push_back(std::move(b));
+            }
         }
         write_safetensors(tmp / "model.safetensors", tensors,
                           {{"format", "pt"}, {kSyntheticKey, std::to_string(seed)}, {"kvscope_preset", name}});
         bufs.clear();
+        bufs16.clear();
         nlohmann::json cj = config_to_hf_json(cfg, name);
+        if (bf16) cj["torch_dtype"] = "bfloat16";
         cj["kvscope_synthetic"] = {{"seed", seed},
-                                   {"note", "random weights initialized like a fresh Hugging Face GPT-2; not the "
-                                            "pretrained model"}};
+                                   {"note", fmt::format("random weights initialized like a fresh Hugging Face {}; not "
+                                                        "the pretrained model", cfg.arch == Arch::GPT2 ? "GPT-2" : "Llama")}};
         write_file_atomic(tmp / "config.json", cj.dump(2) + "\n");
-        if (cfg.n_vocab == kGpt2Vocab) {
+        if (cfg.arch == Arch::GPT2 && cfg.n_vocab == kGpt2Vocab) {
             fs::path vocab = find_gpt2_vocab_dir();
             if (vocab.empty()) {
                 std::string looked;

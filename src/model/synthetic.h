@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,19 @@
 
 namespace kvscope {
 
-// Initialization as Hugging Face initializes a fresh GPT-2: LayerNorm weight 1 and bias 0,
+// One tensor of a synthetic checkpoint: init 'n' normal(0, std), '1' ones, '0' zeros.
+struct TensorSpec {
+    std::string name;
+    std::vector<int64_t> shape;
+    char init;
+    float std;
+};
+// Every tensor a checkpoint of this config holds, with Hugging Face's names.
+std::vector<TensorSpec> synthetic_tensors(const ModelConfig& cfg);
+
+// Initialization as Hugging Face initializes a fresh model. GPT-2: LayerNorm weight 1 and bias 0,
 // biases 0, other weights N(0, 0.02), residual projections (c_proj) N(0, 0.02 / sqrt(2 n_layer)).
+// Llama: RMSNorm weights 1, biases 0, every matrix N(0, 0.02); bf16 past 0.5 B parameters.
 // Writes into a temporary directory renamed into place: `out` appears complete or not at all.
 void make_synthetic_model(const ModelConfig& cfg, const std::string& name, uint64_t seed,
                           const std::filesystem::path& out);

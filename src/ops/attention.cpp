@@ -204,6 +204,8 @@ void attend_heads(int n, const float* const* q, const void* const* K, const void
         case 4: attend_dispatch<4>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
         case 5: attend_dispatch<5>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
         case 6: attend_dispatch<6>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 7: attend_dispatch<7>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 8: attend_dispatch<8>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
         default: fail("attend_heads: {} heads in a group; expected 1 to {}", n, kMaxHeadGroup);
     }
 }

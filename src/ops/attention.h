@@ -14,8 +14,9 @@ void attend_head(const float* q, const void* K, const void* V, DType dt, int hea
 
 // n heads (1 to kMaxHeadGroup) over the same slots [lo, hi) (heads of one token), as n
 // attend_head calls but reading the heads' K and V streams side by side: head x has query
-// q[x], cache rows K[x], V[x] and output out[x]. scores: scratch of at least n * hi floats.
-constexpr int kMaxHeadGroup = 6;
+// q[x], cache rows K[x], V[x] and output out[x]. Heads of one KV group pass the same K and V:
+// the second head's reads of each burst then hit L1. scores: scratch of at least n * hi floats.
+constexpr int kMaxHeadGroup = 8;
 void attend_heads(int n, const float* const* q, const void* const* K, const void* const* V, DType dt, int head_dim,
                   int lo, int hi, float scale, float* scores, float* const* out);
 

@@ -57,6 +57,41 @@ void gelu_new(float* x, int64_t n) {
     }
 }
 
+void rmsnorm(const float* x, int64_t n_rows, int64_t n, const float* w, float eps, float* y) {
+#pragma omp parallel for if (n_rows > 8)
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float* xr = x + r * n;
+        float* yr = y + r * n;
+        __m256 q = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8) q = _mm256_fmadd_ps(_mm256_loadu_ps(xr + i), _mm256_loadu_ps(xr + i), q);
+        float ss = simd::hsum(q);
+        for (; i < n; i++) ss += xr[i] * xr[i];
+        const float rs = 1.0f / std::sqrt(ss / float(n) + eps);
+        const __m256 vr = _mm256_set1_ps(rs);
+        for (i = 0; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), vr), _mm256_loadu_ps(w + i)));
+        for (; i < n; i++) yr[i] = xr[i] * rs * w[i];
+    }
+}
+
+void silu_mul(const float* gu, int64_t n_rows, int64_t ff, float* out) {
+    const int64_t f8 = ff / 8 * 8;
+#pragma omp parallel for if (n_rows * ff > 65536)
+    for (int64_t r = 0; r < n_rows; r++) {
+        const float* g = gu + r * 2 * ff;
+        const float* u = g + ff;
+        float* o = out + r * ff;
+        for (int64_t i = 0; i < f8; i += 8) {
+            const __m256 vg = _mm256_loadu_ps(g + i);
+            const __m256 e = simd::exp8(_mm256_sub_ps(_mm256_setzero_ps(), vg));  // silu(g) = g / (1 + exp(-g))
+            const __m256 s = _mm256_div_ps(vg, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+        }
+        for (int64_t i = f8; i < ff; i++) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+    }
+}
+
 void add_inplace(float* x, const float* y, int64_t n) {
 #pragma omp parallel for if (n > 65536)
     for (int64_t i = 0; i < n; i++) x[i] += y[i];
@@ -81,6 +116,23 @@ void gelu_new(float* x, int64_t n) {
         double v = x[i];
         x[i] = float(0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))));
     }
+}
+
+void rmsnorm(const float* x, int64_t n_rows, int64_t n, const float* w, float eps, float* y) {
+    for (int64_t r = 0; r < n_rows; r++) {
+        double ss = 0;
+        for (int64_t i = 0; i < n; i++) ss += double(x[r * n + i]) * x[r * n + i];
+        const double rs = 1.0 / std::sqrt(ss / double(n) + eps);
+        for (int64_t i = 0; i < n; i++) y[r * n + i] = float(x[r * n + i] * rs * w[i]);
+    }
+}
+
+void silu_mul(const float* gu, int64_t n_rows, int64_t ff, float* out) {
+    for (int64_t r = 0; r < n_rows; r++)
+        for (int64_t i = 0; i < ff; i++) {
+            const double g = gu[r * 2 * ff + i], u = gu[r * 2 * ff + ff + i];
+            out[r * ff + i] = float(g / (1.0 + std::exp(-g)) * u);
+        }
 }
 
 }  // namespace ref

@@ -17,22 +17,25 @@ volatile uint32_t g_read_sink;  // keeps the read-only steps' checksums live
 
 }  // namespace
 
-Engine::Engine(const Gpt2Weights& w, const EngineOptions& opt) : w_(w), opt_(opt) {
+Engine::Engine(const Weights& w, const EngineOptions& opt) : w_(w), opt_(opt) {
     const ModelConfig& c = w.config();
     if (opt.n_seq < 1) fail("--batch-size {}: expected at least 1", opt.n_seq);
     if (opt.max_prompt < 1) fail("prompt is empty: expected at least one token");
     if (opt.max_new_tokens < 1) fail("--max-new-tokens {}: expected at least 1", opt.max_new_tokens);
     n_slots_ = opt.max_prompt + opt.max_new_tokens;
     if (n_slots_ > c.n_ctx)
-        fail("prompt ({} tokens) + --max-new-tokens ({}) = {} exceeds the model's context window n_positions = {}",
+        fail("prompt ({} tokens) + --max-new-tokens ({}) = {} exceeds the model's context window of {} positions",
              opt.max_prompt, opt.max_new_tokens, n_slots_, c.n_ctx);
+    if (c.sliding_window > 0 && n_slots_ > c.sliding_window)
+        fail("prompt + --max-new-tokens = {} positions: past this model's sliding attention window ({}), which "
+             "kvscope does not implement", n_slots_, c.sliding_window);
     KvShape ks{opt.use_cache ? c.n_layer : 1, opt.n_seq, c.n_kv_head, n_slots_, c.head_dim, opt.kv_dtype};
     cache_ = std::make_unique<KvCache>(ks);
     seqs_ = std::make_unique<KvSeqs>(opt.n_seq, n_slots_);
     // With the cache a forward holds at most the (padded) prompts; without it, whole sequences.
     const int max_tok = opt.n_seq * (opt.use_cache ? opt.max_prompt : n_slots_);
     const int max_out = opt.all_logits ? std::max(opt.n_seq, opt.max_prompt) : opt.n_seq;
-    model_ = std::make_unique<Gpt2Model>(w, max_tok, max_out, n_slots_);
+    model_ = w.make_forward(max_tok, max_out, n_slots_);
     logits_.assign(size_t(max_out) * size_t(c.n_vocab), 0.0f);
     tok_.resize(size_t(max_tok));
     seq_.resize(size_t(max_tok));
@@ -133,7 +136,7 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
         const int pad = pad_of(b);
         seqs_->set_padding(b, pad);
         for (int i = 0; i < pad; i++) {
-            tok_[size_t(n_tok_)] = c.eos_id;
+            tok_[size_t(n_tok_)] = c.eos_id >= 0 ? c.eos_id : 0;  // padding: computed, never attended to
             seq_[size_t(n_tok_)] = b;
             slot_[size_t(n_tok_)] = i;
             pos_[size_t(n_tok_)] = 0;

@@ -8,9 +8,10 @@
 #include <random>
 #include <vector>
 
-#include "arch/gpt2.h"
+#include "arch/forward.h"
 #include "kv/kv_cache.h"
 #include "kv/kv_seqs.h"
+#include "model/weights.h"
 #include "runtime/sampler.h"
 
 namespace kvscope {
@@ -44,7 +45,7 @@ struct GenerateResult {
 
 class Engine {
 public:
-    Engine(const Gpt2Weights& w, const EngineOptions& opt);
+    Engine(const Weights& w, const EngineOptions& opt);
 
     // prompts.size() must equal n_seq; each prompt non-empty and within max_prompt.
     GenerateResult generate(const std::vector<std::vector<int32_t>>& prompts, const GenerateOptions& g);
@@ -63,7 +64,7 @@ public:
     // Its K and V overwrite slot d with what the prefill wrote there (the same token at the
     // same position: equal up to rounding, the prefill's products being blocked differently).
     // A read_only step instead reads what that step reads, with no arithmetic
-    // (Gpt2Model::read_step: the read floor). Needs a batch-1 engine with the cache on, set up
+    // (Forward::read_step: the read floor). Needs a batch-1 engine with the cache on, set up
     // for the prompt.
     struct DepthStep {
         int depth;
@@ -84,12 +85,12 @@ private:
     void run(int n_out);  // forward of the tokens staged in tok_/seq_/slot_/pos_
     void stage_single(const std::vector<int32_t>& prompt);  // sequence 0 from scratch, slots = positions
 
-    const Gpt2Weights& w_;
+    const Weights& w_;
     EngineOptions opt_;
     int n_slots_ = 0;
     std::unique_ptr<KvCache> cache_;
     std::unique_ptr<KvSeqs> seqs_;
-    std::unique_ptr<Gpt2Model> model_;
+    std::unique_ptr<Forward> model_;
     std::vector<float> logits_;                       // [max_out, n_vocab]
     std::vector<int32_t> tok_;                        // staged ubatch, capacity fixed at setup
     std::vector<int> seq_, slot_, pos_, out_;

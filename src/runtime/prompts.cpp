@@ -6,13 +6,13 @@
 
 namespace kvscope {
 
-std::vector<int32_t> prompt_of_length(const Gpt2Tokenizer* tok, int n_vocab, int len) {
+std::vector<int32_t> prompt_of_length(const Tokenizer* tok, int n_vocab, int len) {
     std::vector<int32_t> ids;
     if (tok && tok->vocab_size() <= n_vocab) {
         std::string text;
         while (int(ids.size()) < len) {
             text += "The quick brown fox jumps over the lazy dog. ";
-            ids = tok->encode(text);
+            ids = tok->encode_prompt(text);
         }
         ids.resize(size_t(len));
         return ids;

@@ -13,9 +13,11 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "tokenizer/tokenizer.h"
+
 namespace kvscope {
 
-class Gpt2Tokenizer {
+class Gpt2Tokenizer : public Tokenizer {
 public:
     // HF layout: vocab.json (token string -> id) + merges.txt (first line "#version..." optional).
     static Gpt2Tokenizer from_files(const std::filesystem::path& vocab_json,
@@ -28,13 +30,14 @@ public:
 
     // Added/special tokens such as "<|endoftext|>" map to their id. Invalid UTF-8 is encoded
     // byte by byte, so decode(encode(s)) == s for every byte string s.
-    std::vector<int32_t> encode(std::string_view utf8) const;
+    std::vector<int32_t> encode(std::string_view utf8) const override;
     // Exact inverse of encode on the byte level; throws on an id outside [0, vocab_size()).
-    std::string decode(std::span<const int32_t> ids) const;
+    std::string decode(std::span<const int32_t> ids) const override;
     // The bytes of one token: may be a partial UTF-8 sequence.
-    std::string decode_token(int32_t id) const;
-    int32_t eos_id() const { return eos_id_; }  // id of "<|endoftext|>", or -1
-    int32_t vocab_size() const { return static_cast<int32_t>(token_bytes_.size()); }
+    std::string decode_token(int32_t id) const override;
+    int32_t eos_id() const override { return eos_id_; }  // id of "<|endoftext|>", or -1
+    int32_t vocab_size() const override { return static_cast<int32_t>(token_bytes_.size()); }
+    std::string kind() const override { return "GPT-2 byte-level BPE"; }
 
 private:
     struct AddedToken {

@@ -1,0 +1,81 @@
+#include "arch/attend.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "ops/attention.h"
+#include "ops/read.h"
+
+namespace kvscope {
+
+AttnPlan attn_plan(int n_head, int n_kv_head, int head_dim) {
+    AttnPlan p;
+    p.n_head = n_head;
+    p.n_kv_head = n_kv_head;
+    p.head_dim = head_dim;
+    p.group = n_head / n_kv_head;
+    // MHA: two heads per task, their streams read side by side (docs/KERNELS.md, attention).
+    // GQA: one KV head per task with all its query heads, so its stream is read once.
+    p.kv_per_task = p.group == 1 ? 2 : 1;
+    p.q_per_call = std::min(p.group * p.kv_per_task, ops::kMaxHeadGroup);
+    return p;
+}
+
+int64_t AttnPlan::scores_per_thread(int max_slots) const { return int64_t(q_per_call) * max_slots; }
+
+void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache, const KvSeqs& seqs, int kl,
+                   const float* qs, int64_t q_stride, float* outs, int64_t out_stride, float* scores_all, int max_slots) {
+    const int T = ub.n_tok, hd = plan.head_dim, n_tasks = plan.n_tasks();
+    const float scale = 1.0f / std::sqrt(float(hd));
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int t = 0; t < T; t++) {
+        for (int task = 0; task < n_tasks; task++) {
+            const int s = ub.seq[t], slot = ub.slot[t];
+            const int pad = seqs.pad(s);
+            const int lo = slot < pad ? slot : pad;  // a padding token sees only itself
+            const int kv0 = task * plan.kv_per_task, kv1 = std::min(plan.n_kv_head, kv0 + plan.kv_per_task);
+            const int h0 = kv0 * plan.group, h1 = kv1 * plan.group;
+            float* scores = scores_all + int64_t(omp_get_thread_num()) * plan.scores_per_thread(max_slots);
+            for (int c = h0; c < h1; c += plan.q_per_call) {
+                const int n = std::min(plan.q_per_call, h1 - c);
+                const float* q[ops::kMaxHeadGroup];
+                const void *k[ops::kMaxHeadGroup], *v[ops::kMaxHeadGroup];
+                float* out[ops::kMaxHeadGroup];
+                for (int x = 0; x < n; x++) {
+                    const int h = c + x, kvh = h / plan.group;
+                    q[x] = qs + int64_t(t) * q_stride + int64_t(h) * hd;
+                    k[x] = cache.k(kl, s, kvh);
+                    v[x] = cache.v(kl, s, kvh);
+                    out[x] = outs + int64_t(t) * out_stride + int64_t(h) * hd;
+                }
+                ops::attend_heads(n, q, k, v, cache.dtype(), hd, lo, slot + 1, scale, scores, out);
+            }
+        }
+    }
+}
+
+uint32_t read_weight(const WeightView& w) {
+    uint32_t total = 0;
+#pragma omp parallel reduction(+ : total)
+    total += ops::read_share(w.data, w.bytes(), omp_get_thread_num(), omp_get_num_threads());
+    return total;
+}
+
+uint32_t read_kv(const AttnPlan& plan, const KvCache& cache, int kl, int seq, int keys) {
+    const KvShape& ks = cache.shape();
+    if (keys < 1 || keys > ks.n_slots) fail("read_step: {} keys; the cache holds 1 to {} per sequence", keys, ks.n_slots);
+    const int64_t kv_bytes = int64_t(keys) * ks.head_dim * int64_t(dtype_size(ks.dtype));
+    uint32_t total = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : total)
+    for (int task = 0; task < plan.n_tasks(); task++) {
+        const int h1 = std::min(plan.n_kv_head, (task + 1) * plan.kv_per_task);
+        for (int h = task * plan.kv_per_task; h < h1; h++) total += ops::read_words(cache.k(kl, seq, h), kv_bytes);
+        for (int h = task * plan.kv_per_task; h < h1; h++) total += ops::read_words(cache.v(kl, seq, h), kv_bytes);
+    }
+    return total;
+}
+
+}  // namespace kvscope
