@@ -17,6 +17,7 @@ void add_exp(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_study(CLI::App& app);
 void add_data(CLI::App& app);
+void add_plan(CLI::App& app);
 
 // Flags shared by `exp` and `study`.
 struct ExpOpts {

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
     kvscope::cli::add_bench(app);
     kvscope::cli::add_study(app);
     kvscope::cli::add_data(app);
+    kvscope::cli::add_plan(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

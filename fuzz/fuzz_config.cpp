@@ -23,8 +23,14 @@ namespace {
 void check(const kvscope::ModelConfig& c) {
     if (c.n_layer < 1 || c.n_embd < 1 || c.n_head < 1 || c.n_vocab < 1 || c.n_ctx < 1 || c.n_ff < 1)
         bug("accepted a non-positive size");
-    if (c.n_head * c.head_dim != c.n_embd) bug("head_dim * n_head != n_embd");
-    if (c.n_kv_head != c.n_head || c.kv_dim() != c.n_embd) bug("kv_dim != n_embd for GPT-2");
+    if (c.n_kv_head < 1 || c.n_head % c.n_kv_head != 0) bug("n_head not a multiple of n_kv_head");
+    if (c.head_dim < 1) bug("head_dim < 1");
+    if (c.arch == kvscope::Arch::GPT2) {
+        if (c.n_head * c.head_dim != c.n_embd) bug("head_dim * n_head != n_embd");
+        if (c.n_kv_head != c.n_head || c.kv_dim() != c.n_embd) bug("kv_dim != n_embd for GPT-2");
+    } else if (c.head_dim % 2 != 0) {
+        bug("odd head_dim accepted for rotary embeddings");
+    }
     if (!(c.norm_eps > 0.0f && c.norm_eps < 1.0f)) bug("layer_norm_epsilon outside (0, 1)");
     if (c.n_params() <= 0) bug("n_params() overflowed");
 
@@ -35,7 +41,9 @@ void check(const kvscope::ModelConfig& c) {
     if (r.n_layer != c.n_layer || r.n_embd != c.n_embd || r.n_head != c.n_head ||
         r.n_kv_head != c.n_kv_head || r.head_dim != c.head_dim || r.n_ff != c.n_ff ||
         r.n_vocab != c.n_vocab || r.n_ctx != c.n_ctx || r.norm_eps != c.norm_eps ||
-        r.bos_id != c.bos_id || r.eos_id != c.eos_id || r.model_type != c.model_type)
+        r.bos_id != c.bos_id || r.eos_id != c.eos_id || r.model_type != c.model_type || r.arch != c.arch ||
+        r.rope_theta != c.rope_theta || r.tied_embeddings != c.tied_embeddings || r.attn_bias != c.attn_bias ||
+        r.rope_scaling.type != c.rope_scaling.type || r.rope_scaling.factor != c.rope_scaling.factor)
         bug("config_to_hf_json -> config_from_hf_json changed the config");
 }
 

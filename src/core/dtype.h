@@ -11,16 +11,20 @@
 
 namespace kvscope {
 
-enum class DType : uint8_t { F32, F16, BF16, I8, I4 };
+// F8 (e4m3) sizes caches in `kvscope plan` only; the integer types store the quantized KV
+// cache's values (their scales are counted by the codec, kv/kv_layout.h).
+enum class DType : uint8_t { F32, F16, BF16, F8, I8, I4, I2 };
 
-// Bytes per element; int4 packs two elements per byte, so callers use bytes_for().
+// Bytes per element (int4 and int2 pack two and four per byte).
 inline double dtype_size(DType t) {
     switch (t) {
         case DType::F32: return 4;
         case DType::F16: return 2;
         case DType::BF16: return 2;
+        case DType::F8: return 1;
         case DType::I8: return 1;
         case DType::I4: return 0.5;
+        case DType::I2: return 0.25;
     }
     return 0;
 }
@@ -30,8 +34,10 @@ inline const char* dtype_name(DType t) {
         case DType::F32: return "fp32";
         case DType::F16: return "fp16";
         case DType::BF16: return "bf16";
+        case DType::F8: return "fp8";
         case DType::I8: return "int8";
         case DType::I4: return "int4";
+        case DType::I2: return "int2";
     }
     return "?";
 }

@@ -9,6 +9,22 @@
 
 namespace kvscope {
 
+// How one K or V row (one token of one KV head: head_dim values) is stored. Float types
+// store values as they are; integer types store codes with scales (and zero points when
+// asymmetric), one per `group` channels of a token (axis Token) or one per channel for a
+// group of tokens (axis Channel, KIVI's keys). Scales and zero points are fp16.
+enum class KvAxis : uint8_t { None, Token, Channel };
+struct KvCodec {
+    DType dtype = DType::F32;
+    KvAxis axis = KvAxis::None;
+    int group = 0;  // Token: channels per scale (0: the whole row); Channel: tokens per scale
+    bool zero_point = false;
+    static constexpr int kScaleBytes = 2;
+};
+// Bytes of one row per token, scales included (a Channel codec's scales are shared by its
+// group of tokens, so they count 1/group per token).
+double kv_row_bytes(const KvCodec& c, int head_dim);
+
 struct KvShape {
     int n_layer = 0;    // layers with their own storage (1 for the no-cache scratch)
     int n_seq = 0;      // sequences in the batch

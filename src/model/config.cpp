@@ -70,8 +70,6 @@ void ModelConfig::finalize(const std::string& where) {
                      "original_max_position_embeddings > 0", where);
         }
     }
-    if (bos_id < -1 || bos_id >= n_vocab) bos_id = -1;
-    if (eos_id < -1 || eos_id >= n_vocab) eos_id = -1;
 }
 
 namespace {
@@ -111,10 +109,12 @@ std::string get_str(const nlohmann::json& j, const char* key, const std::string&
     return it->get<std::string>();
 }
 
-// bos/eos ids: an integer, a list of integers (the first one counts), or absent.
+// bos/eos ids: an integer, a list of integers (the first one counts), null (none: -1), or
+// absent (the family's default).
 int get_token_id(const nlohmann::json& j, const char* key, const std::string& path, int dflt) {
     auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return dflt;
+    if (it == j.end()) return dflt;
+    if (it->is_null() || (it->is_array() && it->empty())) return -1;
     const nlohmann::json& v = it->is_array() && !it->empty() ? it->front() : *it;
     if (!v.is_number_integer()) fail("{}: key \"{}\" must be a token id or a list of them", path, key);
     const int64_t x = v.get<int64_t>();
@@ -267,7 +267,10 @@ nlohmann::json config_to_hf_json(const ModelConfig& c, const std::string& name) 
         j["mlp_bias"] = c.mlp_bias;
     }
     if (t == "mistral") j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json();
-    if (t == "qwen2") j["use_sliding_window"] = false;
+    if (t == "qwen2") {
+        j["use_sliding_window"] = c.sliding_window > 0;
+        if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
+    }
     if (c.rope_scaling.type.empty()) {
         j["rope_scaling"] = nullptr;
     } else {

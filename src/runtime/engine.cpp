@@ -136,7 +136,7 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
         const int pad = pad_of(b);
         seqs_->set_padding(b, pad);
         for (int i = 0; i < pad; i++) {
-            tok_[size_t(n_tok_)] = c.eos_id >= 0 ? c.eos_id : 0;  // padding: computed, never attended to
+            tok_[size_t(n_tok_)] = c.eos_id >= 0 && c.eos_id < c.n_vocab ? c.eos_id : 0;  // padding: computed, never attended to
             seq_[size_t(n_tok_)] = b;
             slot_[size_t(n_tok_)] = i;
             pos_[size_t(n_tok_)] = 0;

@@ -52,17 +52,24 @@ bool HfBpeTokenizer::handles(const json& j) {
     return find_step(norm, "normalizers", "Replace") != nullptr || find_step(pre, "pretokenizers", "Metaspace") != nullptr;
 }
 
-HfBpeTokenizer HfBpeTokenizer::load(const std::filesystem::path& path) {
+HfBpeTokenizer HfBpeTokenizer::load(const std::filesystem::path& path) { return parse_bytes(read_file(path), path.string()); }
+
+HfBpeTokenizer HfBpeTokenizer::parse_bytes(std::string_view bytes, const std::string& where) {
     json j;
+    // No tokenizer file nests deeply; a value that does would overflow the stack when copied.
+    const auto limit_depth = [&](int depth, json::parse_event_t, json&) {
+        if (depth > 64) fail("{}: JSON nested deeper than 64 levels", where);
+        return true;
+    };
     try {
-        j = json::parse(read_file(path));
+        j = json::parse(bytes.begin(), bytes.end(), limit_depth);
     } catch (const json::exception& e) {
-        fail("{}: malformed JSON ({})", path.string(), e.what());
+        fail("{}: malformed JSON ({})", where, e.what());
     }
     try {
-        return parse(j, path.string());
+        return parse(j, where);
     } catch (const json::exception& e) {
-        fail("{}: unexpected JSON structure ({})", path.string(), e.what());
+        fail("{}: unexpected JSON structure ({})", where, e.what());
     }
 }
 

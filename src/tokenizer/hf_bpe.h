@@ -19,6 +19,8 @@ namespace kvscope {
 class HfBpeTokenizer : public Tokenizer {
 public:
     static HfBpeTokenizer load(const std::filesystem::path& path);
+    // The bytes of a tokenizer.json; every failure is a kvscope::Error naming `where`.
+    static HfBpeTokenizer parse_bytes(std::string_view bytes, const std::string& where);
     static HfBpeTokenizer parse(const nlohmann::json& j, const std::string& where);
     // True for a tokenizer.json this class reads (BPE with byte_fallback or a "▁" normalizer).
     static bool handles(const nlohmann::json& j);
