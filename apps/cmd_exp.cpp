@@ -32,7 +32,8 @@ void check_positive(const std::vector<int>& v, const char* flag) {
 }  // namespace
 
 void add_exp_options(CLI::App* cmd, ExpOpts& o) {
-    cmd->add_option("--model", o.model, "Model directory, Hugging Face name, or preset")->capture_default_str();
+    cmd->add_option("--model", o.model, "Model directory, llama2.c .bin, Hugging Face name, or preset")->capture_default_str();
+    cmd->add_option("--tokenizer", o.tokenizer, "Tokenizer file instead of the model's own (e.g. a llama2.c tok512.bin)");
     cmd->add_option("--out", o.out, "Directory for <experiment>.csv and .json")->capture_default_str();
     cmd->add_option("--reps", o.reps, "Measured repetitions per configuration")->capture_default_str();
     cmd->add_option("--warmup", o.warmup, "Untimed warm-up runs per configuration")->capture_default_str();
@@ -73,6 +74,7 @@ void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std
     ensure_output_dir(o.out, "--out");
     exp::Context ctx;
     ctx.model_spec = o.model;
+    ctx.tokenizer = o.tokenizer;
     ctx.out_dir = o.out;
     ctx.threads = set_threads(o.threads);
     ctx.reps = o.quick ? std::min(o.reps, 2) : o.reps;

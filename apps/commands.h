@@ -21,7 +21,7 @@ void add_plan(CLI::App& app);
 
 // Flags shared by `exp` and `study`.
 struct ExpOpts {
-    std::string model = "distilgpt2", out = "results";
+    std::string model = "distilgpt2", tokenizer, out = "results";
     int reps = 5, warmup = 1, threads = 0, prompt_len = 0, new_tokens = 0;
     double max_config_seconds = 60;
     bool quick = false, fresh_hw = false;

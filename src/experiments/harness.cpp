@@ -36,8 +36,30 @@ std::string iso_now() {
 
 Model& Context::model(DType w) {
     auto it = models_.find(w);
-    if (it == models_.end()) it = models_.emplace(w, std::make_unique<Model>(load_model(model_spec, w))).first;
+    if (it == models_.end()) it = models_.emplace(w, std::make_unique<Model>(load_model(model_spec, w, true, tokenizer))).first;
     return *it->second;
+}
+
+const nlohmann::json& Context::sample() {
+    if (sample_) return *sample_;
+    sample_ = std::make_unique<nlohmann::json>();
+    Model& m = model(DType::F32);
+    if (!m.tokenizer) return *sample_;
+    const std::string prompt = "Once upon a time";
+    const std::vector<int32_t> ids = m.tokenizer->encode_prompt(prompt);
+    const int n = std::min(64, m.cfg.n_ctx - int(ids.size()));
+    if (ids.empty() || n < 1) return *sample_;
+    EngineOptions eo;
+    eo.max_prompt = int(ids.size());
+    eo.max_new_tokens = n;
+    Engine e(*m.weights, eo);
+    GenerateOptions go;
+    go.max_new_tokens = n;
+    const std::vector<int32_t> out = e.generate({ids}, go).tokens[0];
+    std::vector<int32_t> all = ids;
+    all.insert(all.end(), out.begin(), out.end());
+    *sample_ = {{"prompt", prompt}, {"text", m.tokenizer->decode(all)}, {"tokens", out.size()}, {"greedy", true}};
+    return *sample_;
 }
 
 int Spec::max_prompt() const {
@@ -230,9 +252,12 @@ void write_results(Context& ctx, const std::string& name, const std::vector<std:
     j["created"] = iso_now();
     j["commit"] = build_commit();
     j["model"] = {{"name", ctx.model_spec}, {"dir", m.source.path.string()}, {"weights", m.weights_kind()},
+                  {"arch", arch_name(c.arch)}, {"model_type", c.model_type},
+                  {"tokenizer", m.tokenizer ? m.tokenizer->kind() : std::string("none")},
                   {"n_layer", c.n_layer}, {"n_embd", c.n_embd}, {"n_head", c.n_head}, {"n_kv_head", c.n_kv_head},
                   {"head_dim", c.head_dim}, {"n_ff", c.n_ff}, {"n_vocab", c.n_vocab}, {"n_ctx", c.n_ctx},
                   {"n_params", c.n_params()}};
+    if (!ctx.sample().is_null()) j["sample"] = ctx.sample();
     j["hw"] = analysis::to_json(ctx.hw);
     j["threads"] = ctx.threads;
     j["reps"] = ctx.reps;

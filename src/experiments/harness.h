@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "analysis/hw.h"
 #include "analysis/stats.h"
 #include "model/loader.h"
@@ -22,6 +24,7 @@ namespace kvscope::exp {
 
 struct Context {
     std::string model_spec = "distilgpt2";
+    std::string tokenizer;  // --tokenizer ("" = the model's own)
     std::filesystem::path out_dir = "results";
     int threads = 0;
     int reps = 5;
@@ -33,9 +36,13 @@ struct Context {
 
     // Loaded once per weight dtype.
     Model& model(DType weights);
+    // The fp32 model's greedy continuation of a fixed prompt, for the report to show what the
+    // model writes: {"prompt", "text", "tokens"}; null without a tokenizer. Made once.
+    const nlohmann::json& sample();
 
 private:
     std::map<DType, std::unique_ptr<Model>> models_;
+    std::unique_ptr<nlohmann::json> sample_;
 };
 
 struct Spec {

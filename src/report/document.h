@@ -10,7 +10,7 @@ namespace kvscope::report {
 
 // Paragraph text may use `code` and **bold**; list items and table cells are plain text.
 struct Block {
-    enum class Kind { Title, Section, Subsection, Para, Note, Table, Figure, List };
+    enum class Kind { Title, Section, Subsection, Para, Note, Code, Table, Figure, List };  // Code: preformatted text, verbatim
     Block() = default;
     Block(Kind k, std::string t = "") : kind(k), text(std::move(t)) {}
     Kind kind = Kind::Para;

@@ -77,6 +77,7 @@ p, li { line-height: 1.5; }
 li { margin: 0.25em 0; }
 code { font-family: "DejaVu Sans Mono", monospace; font-size: 0.92em; background: #f0f1f3; padding: 0 3px; border-radius: 3px; }
 .note { border-left: 6px solid #e0a800; background: #fff8e1; padding: 12px 16px; margin: 1em 0; font-size: 1.05em; }
+pre.sample { background: #f6f8fa; border: 1px solid #d0d7de; padding: 12px 16px; white-space: pre-wrap; word-break: break-word; font-size: 0.95em; }
 table { border-collapse: collapse; margin: 0.8em 0 1.2em; font-size: 0.88em; }
 th, td { border: 1px solid #d9dce1; padding: 3px 7px; text-align: right; white-space: nowrap; }
 th { background: #eef0f3; white-space: normal; vertical-align: bottom; }
@@ -107,6 +108,7 @@ std::string render_html(const Document& doc, const std::filesystem::path& plots_
                 break;
             case Block::Kind::Subsection: body += "<h3>" + esc(b.text) + "</h3>\n"; break;
             case Block::Kind::Para: body += "<p>" + inline_markup(b.text) + "</p>\n"; break;
+            case Block::Kind::Code: body += "<pre class=\"sample\">" + esc(b.text) + "</pre>\n"; break;
             case Block::Kind::Note: body += "<div class=\"note\"><strong>Note.</strong> " + inline_markup(b.text) + "</div>\n"; break;
             case Block::Kind::List:
                 body += "<ul>\n";

@@ -25,6 +25,7 @@ std::string render_markdown(const Document& doc) {
             case Block::Kind::Section: md += "## " + b.text + "\n\n"; break;
             case Block::Kind::Subsection: md += "### " + b.text + "\n\n"; break;
             case Block::Kind::Para: md += b.text + "\n\n"; break;
+            case Block::Kind::Code: md += "```text\n" + b.text + "\n```\n\n"; break;
             case Block::Kind::Note: md += "> **Note.** " + b.text + "\n\n"; break;
             case Block::Kind::List:
                 for (const std::string& item : b.items) md += "- " + item + "\n";

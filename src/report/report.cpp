@@ -222,6 +222,9 @@ void model_section(const Results& res, Document& doc) {
     };
     row("name", "name");
     row("weights", "weights");
+    row("architecture", "arch");
+    row("model_type", "model_type");
+    row("tokenizer", "tokenizer");
     row("layers (n_layer)", "n_layer");
     row("hidden size (n_embd)", "n_embd");
     row("attention heads (n_head)", "n_head");
@@ -238,6 +241,31 @@ void model_section(const Results& res, Document& doc) {
         return;
     }
     doc.push_back(t);
+    auto num = [&](const char* k) { return m.contains(k) && m[k].is_number_integer() ? m[k].get<int64_t>() : int64_t(0); };
+    const int64_t L = num("n_layer"), nh = num("n_head"), nkv = num("n_kv_head"), hd = num("head_dim");
+    if (L > 0 && nh > 0 && nkv > 0 && hd > 0) {
+        const int64_t per = 2 * L * nkv * hd;
+        std::string text = fmt::format(
+            "KV cache per token: 2 (K and V) x n_layer {} x n_kv_head {} x head_dim {} = {} values, {} bytes in fp32 "
+            "and {} in fp16/bf16.",
+            L, nkv, hd, per, per * 4, per * 2);
+        if (nkv < nh)
+            text += fmt::format(" Grouped-query attention: {} query heads share each KV head, so the cache is {}x "
+                                "smaller ({:.0f}% less) than the same model with n_kv_head = n_head = {} ({} bytes per "
+                                "token in fp32).",
+                                nh / nkv, nh / nkv, 100.0 * (1.0 - double(nkv) / double(nh)), nh, 2 * L * nh * hd * 4);
+        else
+            text += " Every query head has its own KV head (multi-head attention): n_kv_head = n_head.";
+        doc.push_back(para(text));
+    }
+    const json& sm = res.sample;
+    if (sm.is_object() && sm.contains("text") && sm["text"].is_string()) {
+        doc.push_back(para(fmt::format("What the model writes (greedy, {} new tokens after \"{}\"){}:",
+                                       sm.value("tokens", 0), sm.value("prompt", std::string()),
+                                       res.synthetic() ? ", from synthetic weights, so not meaningful text" : "")));
+        Block code{Block::Kind::Code, sm["text"].get<std::string>()};
+        doc.push_back(code);
+    }
 }
 
 void hardware_section(const Results& res, Document& doc) {

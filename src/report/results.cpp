@@ -242,6 +242,7 @@ Results load_results(const fs::path& dir) {
         if (!fs::exists(side, ec)) continue;
         json j = load_sidecar(side);
         if (res.model.is_null() && j.contains("model")) res.model = j["model"];
+        if (res.sample.is_null() && j.contains("sample") && j["sample"].is_object()) res.sample = j["sample"];
         if (!res.hw && j.contains("hw")) {
             try {
                 res.hw = analysis::hw_from_json(j["hw"]);

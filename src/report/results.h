@@ -61,6 +61,7 @@ struct Results {
     std::map<std::string, Table> tables;               // experiment -> its CSV, present ones only
     std::map<std::string, nlohmann::json> sidecars;     // experiment -> <experiment>.json, present ones only
     nlohmann::json model;                               // sidecar "model" of the first experiment that has one
+    nlohmann::json sample;                              // sidecar "sample" (the model's greedy text), likewise
     std::optional<analysis::HwInfo> hw;                 // sidecar "hw", likewise
     std::string hw_source;                              // the sidecar it came from
 
