@@ -8,10 +8,17 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "experiments/experiments.h"
+#include "kv/kv_codec.h"
 
 namespace kvscope::cli {
 
 namespace {
+
+std::vector<KvFormat> parse_kv_formats(const std::vector<std::string>& v, const char* flag) {
+    std::vector<KvFormat> out;
+    for (const auto& s : v) out.push_back(KvFormat(parse_kv_codec(s, flag)));
+    return out;
+}
 
 std::vector<DType> parse_dtypes(const std::vector<std::string>& v, const char* flag) {
     std::vector<DType> out;
@@ -47,7 +54,7 @@ void add_exp_options(CLI::App* cmd, ExpOpts& o) {
     cmd->add_option("--batch", o.g_batches, "batch/memory/roofline: batch sizes, e.g. 1,2,4,8")->delimiter(',');
     cmd->add_option("--context", o.g_contexts, "seqlen/memory: contexts; roofline: prefill lengths")->delimiter(',');
     cmd->add_option("--dtypes", o.g_wt, "precision: weight dtypes, e.g. fp32,bf16,fp16")->delimiter(',');
-    cmd->add_option("--kv-dtypes", o.g_kv, "precision/memory: KV dtypes, e.g. fp32,fp16")->delimiter(',');
+    cmd->add_option("--kv-dtypes", o.g_kv, "precision/memory: KV storage, e.g. fp32,fp16,int8,int4-g64 (kvscope run --help: --kv-dtype)")->delimiter(',');
     cmd->add_option("--prompt-len", o.prompt_len, "Prompt tokens (0 = the experiment's default)")->capture_default_str();
     cmd->add_option("--new-tokens", o.new_tokens, "New tokens (0 = the experiment's default)")->capture_default_str();
 }
@@ -63,7 +70,7 @@ void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std
     g.batches = o.g_batches;
     g.contexts = o.g_contexts;
     g.weight_dtypes = parse_dtypes(o.g_wt, "--dtypes");
-    g.kv_dtypes = parse_dtypes(o.g_kv, "--kv-dtypes");
+    g.kv_dtypes = parse_kv_formats(o.g_kv, "--kv-dtypes");
     g.prompt_len = o.prompt_len;
     g.new_tokens = o.new_tokens;
     for (const auto& n : names) {

@@ -3,7 +3,7 @@
 #include <fmt/core.h>
 
 #include "apps/commands.h"
-#include "kv/kv_layout.h"
+#include "kv/kv_codec.h"
 #include "model/loader.h"
 
 namespace kvscope::cli {
@@ -44,10 +44,16 @@ void add_info(CLI::App& app) {
         fmt::print("weight bytes   fp32 {}   fp16/bf16 {}\n", mib(double(c.n_params()) * 4), mib(double(c.n_params()) * 2));
         fmt::print("KV bytes/token (2 x n_layer x n_kv_head x head_dim x bytes = 2 x {} x {} x {} x bytes)\n", c.n_layer,
                    c.n_kv_head, c.head_dim);
-        for (DType t : {DType::F32, DType::F16, DType::BF16}) {
-            int64_t b = kv_bytes_per_token(c.n_layer, c.n_kv_head, c.head_dim, t);
-            fmt::print("  {:<5} {:>8} B/token   {} at full context ({} tokens)\n", dtype_name(t), b,
-                       mib(double(b) * c.n_ctx), c.n_ctx);
+        for (DType t : {DType::F32, DType::F16, DType::BF16, DType::I8, DType::I4, DType::I2}) {
+            KvFormat f = t;
+            if (f.k.axis != KvAxis::None) {
+                const int g = f.k.group > 0 && f.k.group < c.head_dim ? f.k.group : c.head_dim;
+                if (c.head_dim % 8 != 0 || c.head_dim % g != 0) continue;  // the default group does not fit this head
+                f = KvFormat(kv_codec_for(f.k, c.head_dim, "--kv-dtype"));
+            }
+            const int64_t b = kv_bytes_per_token(c.n_layer, c.n_kv_head, c.head_dim, f);
+            fmt::print("  {:<14} {:>8} B/token   {} at full context ({} tokens){}\n", kv_format_name(f), b,
+                       mib(double(b) * c.n_ctx), c.n_ctx, f.k.axis == KvAxis::None ? "" : ", fp16 scales included");
         }
         if (c.n_kv_head != c.n_head)
             fmt::print("  with n_kv_head = n_head ({}) it would be {}x larger: grouped-query attention saves {:.0f}%\n",

@@ -11,6 +11,7 @@
 #include "apps/commands.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "kv/kv_codec.h"
 #include "model/loader.h"
 #include "report/csv.h"
 #include "runtime/engine.h"
@@ -21,7 +22,8 @@ namespace kvscope::cli {
 namespace {
 
 struct RunOpts {
-    std::string model = "distilgpt2", tokenizer, dtype = "fp32", kv_dtype = "", device = "cpu", csv, padding = "none";
+    std::string model = "distilgpt2", tokenizer, dtype = "fp32", kv_dtype = "", k_dtype, v_dtype, device = "cpu", csv,
+        padding = "none";
     std::vector<std::string> prompts, prompt_ids;
     int use_cache = 1, batch = 1, prompt_len = 32, max_new = 64, threads = 0, warmup = 1, top_k = 0;
     bool no_cache = false, json = false, ignore_eos = false, quiet = false;
@@ -61,12 +63,10 @@ std::string whole_text(const Tokenizer& tok, const std::vector<int32_t>& prompt,
 }
 
 void run(const RunOpts& o) {
-    DType wt, kt;
+    DType wt;
     if (!parse_dtype(o.dtype, &wt) || (wt != DType::F32 && wt != DType::F16 && wt != DType::BF16))
         fail("--dtype {}: expected fp32, fp16 or bf16 (or float32, float16, bfloat16)", o.dtype);
-    std::string kvs = o.kv_dtype.empty() ? "fp32" : o.kv_dtype;
-    if (!parse_dtype(kvs, &kt) || (kt != DType::F32 && kt != DType::F16 && kt != DType::BF16))
-        fail("--kv-dtype {}: expected fp32, fp16 or bf16", kvs);
+    const KvFormat kt = parse_kv_format(o.kv_dtype, o.k_dtype, o.v_dtype);
     if (o.device != "cpu")
         fail("--device {}: this build has no GPU backend; kvscope runs on the CPU (use --device cpu)", o.device);
     if (o.use_cache != 0 && o.use_cache != 1) fail("--use_cache {}: expected 0 or 1", o.use_cache);
@@ -136,7 +136,7 @@ void run(const RunOpts& o) {
                                         std::to_string(max_prompt), std::to_string(o.max_new), g(r.total_ms / 1e3),
                                         std::to_string(r.tokens_generated), g(tok_s), g(st.median / 1e3),
                                         g(st.p95 / 1e3), g(double(rss) / 1048576.0), m.weights_kind(),
-                                        dtype_name(kt), std::to_string(threads), g(r.prefill_ms), g(decode_tok_s),
+                                        kv_format_name(kt), std::to_string(threads), g(r.prefill_ms), g(decode_tok_s),
                                         g(st.median), g(st.p95), std::to_string(engine.kv_bytes()),
                                         std::to_string(rss), build_commit()};
         append_csv_row(o.csv, kCsvHeader, row, "--csv");
@@ -148,7 +148,7 @@ void run(const RunOpts& o) {
         j["arch"] = arch_name(c.arch);
         j["weights"] = m.weights_kind();
         j["dtype"] = dtype_name(wt);
-        j["kv_dtype"] = dtype_name(kt);
+        j["kv_dtype"] = kv_format_name(kt);
         j["device"] = "cpu";
         j["use_cache"] = use_cache;
         j["batch_size"] = o.batch;
@@ -195,8 +195,8 @@ void run(const RunOpts& o) {
     }
     fmt::print("---\n");
     fmt::print("model {} ({}, weights={}, {}), dtype {}, kv {}, cache {}, batch {}, prompt {} tokens, {} threads\n", o.model,
-               arch_name(c.arch), m.weights_kind(), m.source.how, dtype_name(wt), dtype_name(kt), use_cache ? "on" : "off", o.batch,
-               max_prompt, threads);
+               arch_name(c.arch), m.weights_kind(), m.source.how, dtype_name(wt), kv_format_name(kt),
+               use_cache ? "on" : "off", o.batch, max_prompt, threads);
     fmt::print("prefill (time to first token) {:.2f} ms\n", r.prefill_ms);
     fmt::print("decode {:.1f} tokens/s, per step p50 {:.3f} ms, p95 {:.3f} ms ({} steps)\n", decode_tok_s, st.median,
                st.p95, r.step_ms.size());
@@ -216,7 +216,12 @@ void add_run(CLI::App& app) {
                     "Tokenizer file (tokenizer.model, tokenizer.json, llama2.c tok*.bin) instead of the model's own");
     cmd->add_option("--dtype", o->dtype, "Weight storage: fp32, fp16, bf16 (float32/float16/bfloat16 too)")
         ->capture_default_str();
-    cmd->add_option("--kv-dtype,--kv_dtype", o->kv_dtype, "KV cache storage: fp32, fp16, bf16 [fp32]");
+    cmd->add_option("--kv-dtype,--kv_dtype", o->kv_dtype,
+                    "KV cache storage of K and V: fp32, fp16, bf16, int8, int4, int2; integers take -gN (channels "
+                    "per fp16 scale, 0 = the row) and -sym/-asym, e.g. int4-g64-sym [fp32; int8 = int8-sym per row, "
+                    "int4/int2 = -g32-asym]");
+    cmd->add_option("--k-dtype", o->k_dtype, "Storage of K alone (overrides --kv-dtype for keys)");
+    cmd->add_option("--v-dtype", o->v_dtype, "Storage of V alone (overrides --kv-dtype for values)");
     cmd->add_option("--device", o->device, "cpu (the only backend in this build)")->capture_default_str();
     cmd->add_option("--use_cache,--use-cache", o->use_cache, "1: KV cache on, 0: recompute everything each step")
         ->capture_default_str();

@@ -57,6 +57,13 @@ const Shape kShapes[] = {
     {"attn_qkv", Layout::KN, 768, 2304}, {"attn_proj", Layout::KN, 768, 768}, {"mlp_fc", Layout::KN, 768, 3072},
     {"mlp_proj", Layout::KN, 3072, 768}, {"lm_head", Layout::NK, 768, 50257},
 };
+// TinyLlama-1.1B's (grouped-query QKV, gate+up stacked) and SmolLM-135M's decode matrices.
+const Shape kLlamaShapes[] = {
+    {"tinyllama_qkv", Layout::NK, 2048, 2560},      {"tinyllama_o", Layout::NK, 2048, 2048},
+    {"tinyllama_gate_up", Layout::NK, 2048, 11264}, {"tinyllama_down", Layout::NK, 5632, 2048},
+    {"smollm_qkv", Layout::NK, 576, 960},           {"smollm_gate_up", Layout::NK, 576, 3072},
+    {"smollm_down", Layout::NK, 1536, 576},
+};
 
 // Several copies of one random weight in `dtype`, 64-byte aligned, filling kColdBytes, back
 // to back in one buffer on huge pages (as the model's weights are: core/aligned.h).
@@ -267,6 +274,11 @@ const int kRegistered = [] {
                     s.layout = l;
                     add(path("gemv", dt, s, m), kMicrosecond, bm_matmul, Kernel::Gemv, s, dt, m);
                 }
+    for (Shape s : kLlamaShapes)
+        for (DType dt : dtypes) {
+            s.layout = Layout::Packed;
+            add(path("gemv", dt, s, 1), kMicrosecond, bm_matmul, Kernel::Gemv, s, dt, int64_t(1));
+        }
     for (const Shape& s : kShapes)
         for (int64_t m : {1, 8})
             add(path("openblas", DType::F32, s, m), kMicrosecond, bm_matmul, Kernel::OpenBlas, s, DType::F32, m);

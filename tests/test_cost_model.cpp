@@ -65,3 +65,19 @@ TEST(Stats, MedianAndP95OnKnownInputs) {
     EXPECT_EQ(percentile({1, 2, 3, 4}, 50), 2.5);
     EXPECT_TRUE(std::isnan(summarize({}).median));
 }
+
+// TinyLlama-1.1B by hand: grouped-query K/V projections (4 KV heads of 64) and three MLP
+// matrices per layer, an untied head.
+TEST(CostModel, TinyLlamaBytesAndFlopsPerDecodeToken) {
+    ModelConfig c;
+    ASSERT_TRUE(preset_config("tinyllama-1.1b", &c));
+    // per layer: q 2048x2048, k and v 2048x256 each, o 2048x2048, gate/up/down 2048x5632 each
+    // = 4,194,304 + 1,048,576 + 4,194,304 + 34,603,008 = 44,040,192; head 32000 x 2048.
+    const double mats = 22.0 * 44040192 + 32000.0 * 2048;
+    const double vecs = 22.0 * 2 * 2048 + 2048;  // two RMSNorms per layer and the final one
+    EXPECT_EQ(weight_bytes_per_step(c, DType::BF16), mats * 2 + vecs * 4);
+    EXPECT_EQ(matmul_flops_per_token(c, true), 2.0 * mats);
+    Cost k = decode_step_cost(c, DType::BF16, DType::F16, 1, 99);
+    EXPECT_EQ(k.flops_attn, 22.0 * 32 * 64 * 100 * 4);          // every query head attends
+    EXPECT_EQ(k.bytes_kv_read, 100.0 * 2 * 22 * 4 * 64 * 2);    // 4 KV heads are read
+}

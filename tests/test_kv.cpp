@@ -87,7 +87,9 @@ TEST(KvCache, WriteStoresEachHeadContiguouslyInItsDtype) {
     }
 }
 
-TEST(KvCache, RejectsQuantizedDtypesItCannotStore) {
-    KvShape sh{1, 1, 1, 4, 8, DType::I4};
+TEST(KvCache, RejectsStorageItCannotStore) {
+    KvShape sh{1, 1, 1, 4, 8, DType::F8};
     EXPECT_THROW(KvCache c(sh), std::runtime_error);
+    KvShape odd{1, 1, 1, 4, 12, DType::I8};  // integer codecs need head_dim a multiple of 8
+    EXPECT_THROW(KvCache c(odd), std::runtime_error);
 }

@@ -4,21 +4,37 @@
 
 namespace kvscope {
 
+namespace {
+
+// Weights of one layer's matrices: GPT-2 qkv, attn proj, fc, mlp proj; Llama q/k/v (k and v
+// of n_kv_head heads), o, gate, up, down.
+double matrix_params_per_layer(const ModelConfig& c) {
+    const double d = c.n_embd, f = c.n_ff, q = c.q_dim(), kv = c.kv_dim();
+    if (c.arch == Arch::GPT2) return d * 3 * d + d * d + d * f + f * d;
+    return d * (q + 2 * kv) + q * d + 3 * d * f;
+}
+
+// fp32 vectors one step reads: norms and biases of every layer, the final norm.
+double vector_params_per_step(const ModelConfig& c) {
+    const double d = c.n_embd, f = c.n_ff, q = c.q_dim(), kv = c.kv_dim();
+    if (c.arch == Arch::GPT2) return c.n_layer * (4 * d + 3 * d + d + f + d) + 2 * d;  // LayerNorms + biases
+    const double per_layer = 2 * d + (c.attn_bias ? q + 2 * kv : 0) + (c.mlp_bias ? 2 * f + d : 0);
+    return c.n_layer * per_layer + d;
+}
+
+}  // namespace
+
 double matmul_flops_per_token(const ModelConfig& c, bool with_head) {
-    const double d = c.n_embd, f = c.n_ff;
-    double per_layer = d * 3 * d + d * d + d * f + f * d;  // qkv, attn proj, fc, mlp proj
-    double macs = c.n_layer * per_layer + (with_head ? d * c.n_vocab : 0.0);
+    const double macs = c.n_layer * matrix_params_per_layer(c) + (with_head ? double(c.n_embd) * c.n_vocab : 0.0);
     return 2.0 * macs;
 }
 
 double weight_bytes_per_step(const ModelConfig& c, DType w) {
-    const double d = c.n_embd, f = c.n_ff;
-    double mats = c.n_layer * (d * 3 * d + d * d + d * f + f * d) + double(c.n_vocab) * d;
-    double vecs = c.n_layer * (4 * d + 3 * d + d + f + d) + 2 * d;  // LayerNorms + biases, fp32
-    return mats * dtype_size(w) + vecs * 4.0;
+    const double mats = c.n_layer * matrix_params_per_layer(c) + double(c.n_vocab) * c.n_embd;
+    return mats * dtype_size(w) + vector_params_per_step(c) * 4.0;
 }
 
-Cost decode_step_cost(const ModelConfig& c, DType w, DType kv, int batch, int ctx) {
+Cost decode_step_cost(const ModelConfig& c, DType w, const KvFormat& kv, int batch, int ctx) {
     Cost k;
     const double keys = double(ctx) + 1.0;  // the cached tokens and the new one
     const double kvpt = double(kv_bytes_per_token(c.n_layer, c.n_kv_head, c.head_dim, kv));
@@ -30,7 +46,7 @@ Cost decode_step_cost(const ModelConfig& c, DType w, DType kv, int batch, int ct
     return k;
 }
 
-Cost prefill_cost(const ModelConfig& c, DType w, DType kv, int batch, int len) {
+Cost prefill_cost(const ModelConfig& c, DType w, const KvFormat& kv, int batch, int len) {
     Cost k;
     const double n = len;
     const double kvpt = double(kv_bytes_per_token(c.n_layer, c.n_kv_head, c.head_dim, kv));

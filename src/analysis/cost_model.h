@@ -1,4 +1,4 @@
-// FLOPs and bytes of one decode step and of one prefill, for GPT-2 shapes. These are the
+// FLOPs and bytes of one decode step and of one prefill, for GPT-2 and Llama shapes. These are the
 // numerators of every achieved GFLOP/s and GB/s kvscope reports, so they are code with
 // exact unit tests, not estimates in prose.
 //
@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kv/kv_layout.h"
 #include "model/config.h"
 
 namespace kvscope {
@@ -25,16 +26,16 @@ struct Cost {
     double intensity() const { return flops() / bytes(); }
 };
 
-// Weight bytes one decode step reads: every layer matrix, the LM head (the tied embedding),
-// LayerNorm and bias vectors (fp32); not the embedding rows looked up.
+// Weight bytes one decode step reads: every layer matrix, the LM head (tied or not), the norm
+// and bias vectors (fp32); not the embedding rows looked up.
 double weight_bytes_per_step(const ModelConfig& c, DType weights);
 // FLOPs of the weight matmuls for one token, without / with the LM head.
 double matmul_flops_per_token(const ModelConfig& c, bool with_head);
 
 // One decode step: `batch` sequences, each with `ctx` tokens already cached, one new token each.
-Cost decode_step_cost(const ModelConfig& c, DType weights, DType kv, int batch, int ctx);
+Cost decode_step_cost(const ModelConfig& c, DType weights, const KvFormat& kv, int batch, int ctx);
 // Prefill of `batch` prompts of `len` tokens, logits for the last token of each. With the cache
 // off, each generation step costs a prefill of the whole sequence (len = its current length).
-Cost prefill_cost(const ModelConfig& c, DType weights, DType kv, int batch, int len);
+Cost prefill_cost(const ModelConfig& c, DType weights, const KvFormat& kv, int batch, int len);
 
 }  // namespace kvscope

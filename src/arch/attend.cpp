@@ -30,6 +30,9 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
                    const float* qs, int64_t q_stride, float* outs, int64_t out_stride, float* scores_all, int max_slots) {
     const int T = ub.n_tok, hd = plan.head_dim, n_tasks = plan.n_tasks();
     const float scale = 1.0f / std::sqrt(float(hd));
+    const KvFormat& fmt = cache.format();
+    // K and V in one float type: the float kernels; anything else: the codec kernels.
+    const bool float_dt = fmt.is_float(fmt.k.dtype);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int t = 0; t < T; t++) {
         for (int task = 0; task < n_tasks; task++) {
@@ -51,7 +54,8 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
                     v[x] = cache.v(kl, s, kvh);
                     out[x] = outs + int64_t(t) * out_stride + int64_t(h) * hd;
                 }
-                ops::attend_heads(n, q, k, v, cache.dtype(), hd, lo, slot + 1, scale, scores, out);
+                if (float_dt) ops::attend_heads(n, q, k, v, fmt.k.dtype, hd, lo, slot + 1, scale, scores, out);
+                else ops::attend_heads_codec(n, q, k, v, fmt.k, fmt.v, hd, lo, slot + 1, scale, scores, out);
             }
         }
     }
@@ -67,13 +71,13 @@ uint32_t read_weight(const WeightView& w) {
 uint32_t read_kv(const AttnPlan& plan, const KvCache& cache, int kl, int seq, int keys) {
     const KvShape& ks = cache.shape();
     if (keys < 1 || keys > ks.n_slots) fail("read_step: {} keys; the cache holds 1 to {} per sequence", keys, ks.n_slots);
-    const int64_t kv_bytes = int64_t(keys) * ks.head_dim * int64_t(dtype_size(ks.dtype));
+    const int64_t k_bytes = int64_t(keys) * cache.k_stride(), v_bytes = int64_t(keys) * cache.v_stride();
     uint32_t total = 0;
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : total)
     for (int task = 0; task < plan.n_tasks(); task++) {
         const int h1 = std::min(plan.n_kv_head, (task + 1) * plan.kv_per_task);
-        for (int h = task * plan.kv_per_task; h < h1; h++) total += ops::read_words(cache.k(kl, seq, h), kv_bytes);
-        for (int h = task * plan.kv_per_task; h < h1; h++) total += ops::read_words(cache.v(kl, seq, h), kv_bytes);
+        for (int h = task * plan.kv_per_task; h < h1; h++) total += ops::read_words(cache.k(kl, seq, h), k_bytes);
+        for (int h = task * plan.kv_per_task; h < h1; h++) total += ops::read_words(cache.v(kl, seq, h), v_bytes);
     }
     return total;
 }

@@ -11,11 +11,11 @@ void run_memory(Context& ctx, const Grid& g) {
     std::vector<int> batches = g.batches, contexts = g.contexts;
     if (batches.empty()) batches = ctx.quick ? std::vector<int>{1, 2} : std::vector<int>{1, 4, 16};
     if (contexts.empty()) contexts = ctx.quick ? std::vector<int>{16, 32} : std::vector<int>{128, 512, 1024};
-    std::vector<DType> kvs = g.kv_dtypes;
+    std::vector<KvFormat> kvs = g.kv_dtypes;
     if (kvs.empty()) kvs = {DType::F32, DType::F16};
     const int P = 4;
     std::vector<Spec> grid;
-    for (DType k : kvs)
+    for (const KvFormat& k : kvs)
         for (int b : batches)
             for (int S : contexts) {
                 if (S > c.n_ctx || S <= P) continue;

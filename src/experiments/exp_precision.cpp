@@ -57,7 +57,8 @@ Accuracy compare(const std::vector<float>& ref, const std::vector<float>& got, i
 void run_precision(Context& ctx, const Grid& g) {
     const int P = g.prompt_len > 0 ? g.prompt_len : (ctx.quick ? 8 : 32);
     const int N = g.new_tokens > 0 ? g.new_tokens : (ctx.quick ? 8 : 64);
-    std::vector<DType> wts = g.weight_dtypes, kvs = g.kv_dtypes;
+    std::vector<DType> wts = g.weight_dtypes;
+    std::vector<KvFormat> kvs = g.kv_dtypes;
     if (wts.empty()) wts = {DType::F32, DType::BF16, DType::F16};
     if (kvs.empty()) kvs = {DType::F32, DType::BF16, DType::F16};
     std::vector<Spec> grid;
@@ -68,8 +69,8 @@ void run_precision(Context& ctx, const Grid& g) {
     ref_spec.new_tokens = N;
     grid.push_back(ref_spec);
     for (DType w : wts)
-        for (DType k : kvs) {
-            if (w == DType::F32 && k == DType::F32) continue;
+        for (const KvFormat& k : kvs) {
+            if (w == DType::F32 && k.is_float(DType::F32)) continue;
             Spec s = ref_spec;
             s.weights = w;
             s.kv = k;

@@ -14,7 +14,8 @@ struct Grid {
     std::vector<int> lengths;    // cache: new tokens L
     std::vector<int> batches;    // batch
     std::vector<int> contexts;   // seqlen, memory: context S
-    std::vector<DType> weight_dtypes, kv_dtypes;  // precision
+    std::vector<DType> weight_dtypes;  // precision
+    std::vector<KvFormat> kv_dtypes;
     int prompt_len = 0;          // 0: the experiment's default
     int new_tokens = 0;          // 0: the experiment's default
 };

@@ -1,5 +1,7 @@
 #include "experiments/harness.h"
 
+#include "kv/kv_codec.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -139,7 +141,7 @@ std::vector<Result> measure(Context& ctx, const std::string& name, const std::ve
     Progress prog(name, n * (ctx.warmup + ctx.reps));
     int done = 0;
     auto label = [&](const Spec& s) {
-        return fmt::format("{}/{} b{} p{} +{} cache {}", dtype_name(s.weights), dtype_name(s.kv), s.batch(),
+        return fmt::format("{}/{} b{} p{} +{} cache {}", dtype_name(s.weights), kv_format_name(s.kv), s.batch(),
                            s.max_prompt(), s.new_tokens, s.use_cache ? "on" : "off");
     };
     // Warm-up: the same configuration, its first 16 tokens (the long ones warm up nothing more).
@@ -211,7 +213,7 @@ std::vector<std::string> common_row(Context& ctx, const std::string& experiment,
             m.weights_kind(),
             std::to_string(m.cfg.n_params()),
             dtype_name(s.weights),
-            dtype_name(s.kv),
+            kv_format_name(s.kv),
             std::to_string(s.batch()),
             std::to_string(s.max_prompt()),
             std::to_string(s.new_tokens),

@@ -47,7 +47,7 @@ private:
 
 struct Spec {
     DType weights = DType::F32;
-    DType kv = DType::F32;
+    KvFormat kv = DType::F32;
     std::vector<std::vector<int32_t>> prompts;  // one per sequence: batch = prompts.size()
     int new_tokens = 32;   // slots reserved per sequence beyond the prompt
     int gen_tokens = -1;   // tokens actually generated (-1: new_tokens); fewer only to size a cache cheaply

@@ -1,5 +1,7 @@
 #include "kv/kv_layout.h"
 
+#include "kv/kv_codec.h"
+
 namespace kvscope {
 
 double kv_row_bytes(const KvCodec& c, int head_dim) {
@@ -13,13 +15,29 @@ double kv_row_bytes(const KvCodec& c, int head_dim) {
     return values + double(head_dim) * per / double(c.group > 0 ? c.group : 1);
 }
 
-int64_t kv_bytes_per_token(int n_layer, int n_kv_head, int head_dim, DType dtype) {
-    // int4 packs two values per byte; head_dim is even for every model we load.
-    return int64_t(2.0 * n_layer * n_kv_head * head_dim * dtype_size(dtype));
+KvFormat::KvFormat(DType d) {
+    k.dtype = d;
+    if (d == DType::I8 || d == DType::I4 || d == DType::I2) {
+        k.axis = KvAxis::Token;
+        k.group = d == DType::I8 ? 0 : 32;
+        k.zero_point = d != DType::I8;
+    }
+    v = k;
+}
+
+bool KvFormat::operator==(const KvFormat& o) const {
+    auto same = [](const KvCodec& a, const KvCodec& b) {
+        return a.dtype == b.dtype && a.axis == b.axis && a.group == b.group && a.zero_point == b.zero_point;
+    };
+    return same(k, o.k) && same(v, o.v);
+}
+
+int64_t kv_bytes_per_token(int n_layer, int n_kv_head, int head_dim, const KvFormat& f) {
+    return int64_t(n_layer) * n_kv_head * (kv_row_stride(f.k, head_dim) + kv_row_stride(f.v, head_dim));
 }
 
 int64_t kv_cache_bytes(const KvShape& s) {
-    return kv_bytes_per_token(s.n_layer, s.n_kv_head, s.head_dim, s.dtype) * s.n_seq * s.n_slots;
+    return kv_bytes_per_token(s.n_layer, s.n_kv_head, s.head_dim, s.format) * s.n_seq * s.n_slots;
 }
 
 }  // namespace kvscope

@@ -25,18 +25,33 @@ struct KvCodec {
 // group of tokens, so they count 1/group per token).
 double kv_row_bytes(const KvCodec& c, int head_dim);
 
+// The storage of keys and of values, chosen separately (an implicit DType is both).
+struct KvFormat {
+    KvCodec k, v;
+    KvFormat() = default;
+    // K and V both in d: float types as they are, integer types in their default codec
+    // (kv_codec.h: int8 symmetric per row, int4/int2 asymmetric in groups of 32).
+    KvFormat(DType d);  // NOLINT(google-explicit-constructor)
+    explicit KvFormat(const KvCodec& c) : k(c), v(c) {}
+    KvFormat(const KvCodec& kc, const KvCodec& vc) : k(kc), v(vc) {}
+    bool is_float(DType d) const { return k.axis == KvAxis::None && v.axis == KvAxis::None && k.dtype == d && v.dtype == d; }
+    bool operator==(const KvFormat& o) const;
+};
+
 struct KvShape {
     int n_layer = 0;    // layers with their own storage (1 for the no-cache scratch)
     int n_seq = 0;      // sequences in the batch
     int n_kv_head = 0;
     int n_slots = 0;    // positions per sequence the cache can hold
     int head_dim = 0;
-    DType dtype = DType::F32;
+    KvFormat format = DType::F32;
 };
 
-// 2 (K and V) x n_layer x n_seq x n_slots x n_kv_head x head_dim x bytes per element.
+// n_layer x n_seq x n_slots x n_kv_head x (bytes of a K row + bytes of a V row), a row being
+// head_dim values with their scales (kv_row_stride): for float storage 2 x n_layer x n_seq x
+// n_slots x n_kv_head x head_dim x bytes per element.
 int64_t kv_cache_bytes(const KvShape& s);
 // Bytes of K and V for one token of one sequence across all layers.
-int64_t kv_bytes_per_token(int n_layer, int n_kv_head, int head_dim, DType dtype);
+int64_t kv_bytes_per_token(int n_layer, int n_kv_head, int head_dim, const KvFormat& f);
 
 }  // namespace kvscope

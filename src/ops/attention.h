@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "kv/kv_layout.h"
 
 namespace kvscope::ops {
 
@@ -20,7 +21,20 @@ constexpr int kMaxHeadGroup = 8;
 void attend_heads(int n, const float* const* q, const void* const* K, const void* const* V, DType dt, int head_dim,
                   int lo, int hi, float scale, float* scores, float* const* out);
 
+// The same over rows in any KV codec (kv/kv_codec.h), K and V codecs chosen separately:
+// integer rows are decoded inside the kernel (attention_codec.cpp). Rows are
+// kv_row_stride(codec, head_dim) bytes apart.
+void attend_heads_codec(int n, const float* const* q, const void* const* K, const void* const* V, const KvCodec& kc,
+                        const KvCodec& vc, int head_dim, int lo, int hi, float scale, float* scores,
+                        float* const* out);
+
+// s[lo, hi) <- exp(s - max s); returns 1 / their sum.
+float softmax_inplace(float* s, int lo, int hi);
+
 namespace ref {
+// Decodes every row with kv_decode_row, then attends in double precision.
+void attend_head_codec(const float* q, const void* K, const void* V, const KvCodec& kc, const KvCodec& vc,
+                       int head_dim, int lo, int hi, float scale, float* out);
 void attend_head(const float* q, const void* K, const void* V, DType dt, int head_dim, int lo, int hi, float scale,
                  float* out);
 }  // namespace ref

@@ -22,7 +22,7 @@ struct EngineOptions {
     int max_new_tokens = 1;
     bool use_cache = true;
     bool left_pad = false;   // pad prompts on the left to one length, as Hugging Face does
-    DType kv_dtype = DType::F32;
+    KvFormat kv_dtype = DType::F32;  // K and V storage (kv/kv_codec.h)
     bool all_logits = false; // size the logits buffer for every prompt position (tests)
 };
 
