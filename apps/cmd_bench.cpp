@@ -55,7 +55,7 @@ void add_bench(CLI::App& app) {
     auto* cmd = app.add_subcommand("bench", "Engine speed against this machine's roofline (and PyTorch with --vs-torch)");
     auto o = std::make_shared<BenchOpts>();
     cmd->add_option("--model", o->model, "Model directory, Hugging Face name, or preset")->capture_default_str();
-    cmd->add_option("--out", o->out, "Writes bench.csv, bench_depth.csv and their .json here")->capture_default_str();
+    cmd->add_option("--out", o->out, "Writes bench.csv, bench_depth.csv, bench_floor.csv and their .json here")->capture_default_str();
     cmd->add_option("--threads", o->threads, "Threads (0 = one per CPU)")->capture_default_str();
     cmd->add_option("--reps", o->reps, "Repetitions")->capture_default_str();
     cmd->add_option("--warmup", o->warmup, "Warm-up runs")->capture_default_str();
@@ -113,6 +113,19 @@ void add_bench(CLI::App& app) {
                                 "floor_deep_ms", "floor_rise_pct", "floor_us_per_key"},
                                drows);
         }
+        if (!bench.floor.empty() && !bench.floor[0].rounds.empty()) {
+            std::vector<std::vector<std::string>> frows;
+            for (const exp::FloorSeries& f : bench.floor)
+                for (size_t i = 0; i < f.rounds.size(); i++)
+                    frows.push_back({std::to_string(i + 1), dtype_name(f.weights), std::to_string(f.lo),
+                                     std::to_string(f.hi), exp::fmt_num(f.bytes), exp::fmt_num(f.rounds[i].engine_ms),
+                                     exp::fmt_num(f.rounds[i].floor_ms),
+                                     exp::fmt_num(100 * f.rounds[i].floor_ms / f.rounds[i].engine_ms)});
+            exp::write_results(ctx, "bench_floor",
+                               {"rep", "dtype", "depth_lo", "depth_hi", "bytes_per_step", "engine_ms", "floor_ms",
+                                "pct_of_floor"},
+                               frows);
+        }
         Model& m = ctx.model(DType::F32);
         std::printf("kvscope bench: %s (weights=%s), %d threads, %s\nkernels: %s\n", o->model.c_str(),
                     m.weights_kind(), ctx.threads, ctx.hw.cpu_model.c_str(), ops::avx512::kernels_summary());
@@ -125,6 +138,7 @@ void add_bench(CLI::App& app) {
                     bench.bw_during.min, bench.bw_during.max, wins.c_str());
         std::printf("%s", exp::bench_table(rows).c_str());
         if (!ds.engine.rounds.empty()) std::printf("\n%s", exp::depth_summary(ds).c_str());
+        if (!bench.floor.empty()) std::printf("\n%s", exp::floor_summary(bench.floor).c_str());
         if (o->vs_torch) {
             std::printf("\nPyTorch eager (tools/torch_baseline.py, same checkpoint, prompt %d, %d new tokens):\n",
                         o->prompt_len, o->new_tokens);
@@ -142,8 +156,8 @@ void add_bench(CLI::App& app) {
                 std::printf("  decode %s b1: PyTorch %.1f tok/s, kvscope %.1f tok/s: %.2fx\n", label, t, ours, ours / t);
             }
         }
-        std::fprintf(stderr, "kvscope bench: wrote %s/bench.csv%s\n", o->out.c_str(),
-                     ds.engine.rounds.empty() ? "" : " and bench_depth.csv");
+        std::fprintf(stderr, "kvscope bench: wrote %s/bench.csv%s, bench_floor.csv\n", o->out.c_str(),
+                     ds.engine.rounds.empty() ? "" : ", bench_depth.csv");
     });
 }
 

@@ -16,7 +16,11 @@ namespace {
 
 std::vector<KvFormat> parse_kv_formats(const std::vector<std::string>& v, const char* flag) {
     std::vector<KvFormat> out;
-    for (const auto& s : v) out.push_back(KvFormat(parse_kv_codec(s, flag)));
+    for (const auto& s : v) {
+        const size_t slash = s.find('/');  // K/V: keys and values stored apart, e.g. int8/int4
+        if (slash == std::string::npos) out.push_back(KvFormat(parse_kv_codec(s, flag)));
+        else out.push_back({parse_kv_codec(s.substr(0, slash), flag), parse_kv_codec(s.substr(slash + 1), flag)});
+    }
     return out;
 }
 
@@ -51,11 +55,16 @@ void add_exp_options(CLI::App* cmd, ExpOpts& o) {
     cmd->add_flag("--quick", o.quick, "Smoke-sized grids (CI)");
     cmd->add_flag("--fresh-hw", o.fresh_hw, "Measure the machine's ceilings again instead of reusing kvscope hw's cache");
     cmd->add_option("--len", o.g_lengths, "cache: new tokens, e.g. 32,64,128")->delimiter(',');
-    cmd->add_option("--batch", o.g_batches, "batch/memory/roofline: batch sizes, e.g. 1,2,4,8")->delimiter(',');
-    cmd->add_option("--context", o.g_contexts, "seqlen/memory: contexts; roofline: prefill lengths")->delimiter(',');
+    cmd->add_option("--batch", o.g_batches, "batch/memory/roofline: batch sizes, e.g. 1,2,4,8; quant: its batch")->delimiter(',');
+    cmd->add_option("--context", o.g_contexts, "seqlen/memory: contexts; roofline: prefill lengths; quant: its context")
+        ->delimiter(',');
     cmd->add_option("--dtypes", o.g_wt, "precision: weight dtypes, e.g. fp32,bf16,fp16")->delimiter(',');
-    cmd->add_option("--kv-dtypes", o.g_kv, "precision/memory: KV storage, e.g. fp32,fp16,int8,int4-g64 (kvscope run --help: --kv-dtype)")->delimiter(',');
-    cmd->add_option("--prompt-len", o.prompt_len, "Prompt tokens (0 = the experiment's default)")->capture_default_str();
+    cmd->add_option("--kv-dtypes", o.g_kv,
+                    "precision/memory/quant: KV storage, e.g. fp32,fp16,int8,int4-g64,int8/int4 (K/V apart; "
+                    "kvscope run --help: --kv-dtype)")
+        ->delimiter(',');
+    cmd->add_option("--prompt-len", o.prompt_len, "Prompt tokens (0 = the experiment's default; quant: stream length)")
+        ->capture_default_str();
     cmd->add_option("--new-tokens", o.new_tokens, "New tokens (0 = the experiment's default)")->capture_default_str();
 }
 
@@ -75,8 +84,9 @@ void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std
     g.new_tokens = o.new_tokens;
     for (const auto& n : names) {
         bool known = false;
-        for (const auto& k : exp::experiment_names()) known |= k == n;
-        if (!known) fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline or all)", n);
+        for (const auto& k : exp::all_experiment_names()) known |= k == n;
+        if (!known)
+            fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline, quant or all)", n);
     }
     ensure_output_dir(o.out, "--out");
     exp::Context ctx;
@@ -98,10 +108,11 @@ void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std
 }
 
 void add_exp(CLI::App& app) {
-    auto* cmd = app.add_subcommand("exp", "Run an experiment: cache, batch, precision, seqlen, memory, roofline, all");
+    auto* cmd = app.add_subcommand("exp", "Run an experiment: cache, batch, precision, seqlen, memory, roofline, quant, all");
     auto o = std::make_shared<ExpOpts>();
     auto name = std::make_shared<std::string>();
-    cmd->add_option("experiment", *name, "cache | batch | precision | seqlen | memory | roofline | all")->required();
+    cmd->add_option("experiment", *name, "cache | batch | precision | seqlen | memory | roofline | quant | all (all but quant)")
+        ->required();
     add_exp_options(cmd, *o);
     cmd->callback([o, name, &app]() {
         std::vector<std::string> names = *name == "all" ? exp::experiment_names() : std::vector<std::string>{*name};

@@ -393,9 +393,11 @@ std::string xml_root(const std::string& s) {
     return root;
 }
 
+// The plots of the experiments `study` runs (quant is run on its own: tests/test_quant.cpp).
 std::vector<std::string> all_plot_names() {
     std::vector<std::string> out;
-    for (const auto& [experiment, names] : report::plot_names()) out.insert(out.end(), names.begin(), names.end());
+    for (const auto& [experiment, names] : report::plot_names())
+        if (experiment != "quant") out.insert(out.end(), names.begin(), names.end());
     return out;
 }
 

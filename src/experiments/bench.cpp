@@ -12,10 +12,11 @@ namespace kvscope::exp {
 
 namespace {
 
-// The median of one field of the rounds' windows.
-double median_of(const std::vector<DepthWindow>& rounds, double DepthWindow::*field) {
+// The median of one field over the rounds.
+template <class R>
+double median_of(const std::vector<R>& rounds, double R::*field) {
     std::vector<double> v;
-    for (const DepthWindow& w : rounds) v.push_back(w.*field);
+    for (const R& w : rounds) v.push_back(w.*field);
     return summarize(v).median;
 }
 
@@ -83,6 +84,36 @@ Bench run_bench(Context& ctx, int P, int N) {
         sweep.engine.rounds.push_back(depth_window(w[0], w[1], apart));
         sweep.floor.rounds.push_back(depth_window(w[2], w[3], apart));
     };
+    // Batch-1 decode of each weight dtype against its read floor, steps alternated, in the same
+    // rounds (kFloorSettle settling pairs first, as above).
+    constexpr int kFloorSettle = 8;
+    std::vector<FloorSeries> floors;
+    const int f_lo = P + kSettleSteps, f_hi = std::min(c.n_ctx - 1, f_lo + std::max(N / 2, 2));
+    if (f_hi > f_lo)
+        for (DType w : {DType::F32, DType::BF16, DType::F16}) {
+            FloorSeries f;
+            f.weights = w;
+            f.lo = f_lo, f.hi = f_hi;
+            f.bytes = decode_step_cost(c, w, DType::F32, 1, (f_lo + f_hi - 1) / 2).bytes();
+            floors.push_back(f);
+        }
+    auto floor_round = [&] {
+        for (FloorSeries& f : floors) {
+            EngineOptions eo;
+            eo.max_prompt = f.hi;
+            eo.max_new_tokens = 1;
+            Engine e(*ctx.model(f.weights).weights, eo);
+            std::vector<Engine::DepthStep> steps;
+            for (int k = -kFloorSettle; k < f.hi - f.lo; k++) {
+                const int a = f.lo + std::max(k, 0);
+                steps.insert(steps.end(), {{a, false}, {a, true}});
+            }
+            const std::vector<double> ms = e.time_steps(make_prompt(ctx, f.hi), steps).ms;
+            std::vector<double> w[2];  // engine, floor
+            for (size_t i = size_t(2 * kFloorSettle); i < ms.size(); i++) w[i % 2].push_back(ms[i]);
+            f.rounds.push_back({summarize(w[0]).median, summarize(w[1]).median});
+        }
+    };
     std::vector<Result> res;
     analysis::Measure bw;
     std::map<int, int> wins;
@@ -91,6 +122,7 @@ Bench run_bench(Context& ctx, int P, int N) {
         res = measure(ctx, "bench", grid, [&] {
             sampler.sample();
             if (with_sweep) depth_round();
+            floor_round();
         });
         sampler.sample();
         bw = sampler.samples();
@@ -129,7 +161,11 @@ Bench run_bench(Context& ctx, int P, int N) {
             rows[i].point.phase = "no-cache step";
         }
     }
-    return {std::move(rows), std::move(sweep), bw, std::move(wins)};
+    for (FloorSeries& f : floors) {
+        f.engine_ms = median_of(f.rounds, &FloorRound::engine_ms);
+        f.floor_ms = median_of(f.rounds, &FloorRound::floor_ms);
+    }
+    return {std::move(rows), std::move(sweep), std::move(floors), bw, std::move(wins)};
 }
 
 DepthWindow depth_window(const std::vector<double>& shallow_ms, const std::vector<double>& deep_ms,
@@ -175,6 +211,23 @@ std::string depth_summary(const DepthSweep& d) {
     s += d.engine.ms_per_key > 0 && d.floor.ms_per_key > 0
              ? fmt::format("; per token of context {:.2f}x\n", d.engine.ms_per_key / d.floor.ms_per_key)
              : std::string("\n");
+    return s;
+}
+
+std::string floor_summary(const std::vector<FloorSeries>& fs) {
+    if (fs.empty() || fs[0].rounds.empty()) return "";
+    std::string s = fmt::format(
+        "decode b1 against the read floor: steps at depths {}-{} alternated with steps that read the same bytes\n"
+        "in the same order with no arithmetic ({} rounds; the floor's rate is what the machine gave those bytes):\n",
+        fs[0].lo, fs[0].hi - 1, fs[0].rounds.size());
+    for (const FloorSeries& f : fs) {
+        std::string rounds;
+        for (const FloorRound& r : f.rounds)
+            rounds += fmt::format("{}{:.0f}%", rounds.empty() ? "" : " ", 100 * r.floor_ms / r.engine_ms);
+        s += fmt::format("  {:<5} {:8.3f} ms/token, floor {:8.3f} ms ({:.1f} GB/s): {:.1f}% of the floor's speed (rounds {})\n",
+                         dtype_name(f.weights), f.engine_ms, f.floor_ms, f.bytes / (f.floor_ms * 1e6),
+                         100 * f.floor_ms / f.engine_ms, rounds);
+    }
     return s;
 }
 

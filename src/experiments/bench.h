@@ -56,9 +56,26 @@ struct DepthSweep {
     DepthSeries floor;
 };
 
+// Decode at batch 1 in one weight dtype against its read floor: per round, the engine's steps
+// at depths [lo, hi) alternated with the read floor's steps at the same depths (every byte the
+// step reads, no arithmetic). The floor is what this machine charges for the step's bytes at
+// that moment and in that order, so engine / floor needs no bandwidth figure from elsewhere
+// (a probe minutes earlier, or one whose buffer the last-level cache partly serves).
+struct FloorRound {
+    double engine_ms = 0, floor_ms = 0;  // median step of each kind in the round
+};
+struct FloorSeries {
+    DType weights = DType::F32;
+    int lo = 0, hi = 0;
+    std::vector<FloorRound> rounds;
+    double engine_ms = 0, floor_ms = 0;  // medians over the rounds
+    double bytes = 0;                    // cost model: bytes of a step at the window's mean depth
+};
+
 struct Bench {
     std::vector<BenchRow> rows;
     DepthSweep depth;
+    std::vector<FloorSeries> floor;  // fp32, bf16, fp16
     // Read GB/s, each sample the best of 1, 2, 4 and 8 streams per thread, sampled before
     // every round of repetitions and once after the last: the memory ceiling of every row's
     // roofline (ctx.hw's figure is from the probe, minutes earlier on a machine whose
@@ -70,5 +87,6 @@ struct Bench {
 Bench run_bench(Context& ctx, int prompt_len, int new_tokens);
 std::string bench_table(const std::vector<BenchRow>& rows);  // human-readable, one line per row
 std::string depth_summary(const DepthSweep& d);              // human-readable, a few lines
+std::string floor_summary(const std::vector<FloorSeries>& f);  // human-readable, a line per dtype
 
 }  // namespace kvscope::exp

@@ -5,54 +5,10 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "experiments/accuracy.h"
 #include "experiments/experiments.h"
 
 namespace kvscope::exp {
-
-namespace {
-
-struct Accuracy {
-    double max_abs = 0, kl_mean = 0, kl_max = 0, top1 = 0;
-};
-
-// log-softmax of one row, in double.
-std::vector<double> log_softmax(const float* x, int n) {
-    double mx = x[0];
-    for (int i = 1; i < n; i++) mx = std::max(mx, double(x[i]));
-    double s = 0;
-    for (int i = 0; i < n; i++) s += std::exp(double(x[i]) - mx);
-    double lse = mx + std::log(s);
-    std::vector<double> o(static_cast<size_t>(n));
-    for (int i = 0; i < n; i++) o[size_t(i)] = double(x[i]) - lse;
-    return o;
-}
-
-Accuracy compare(const std::vector<float>& ref, const std::vector<float>& got, int V) {
-    Accuracy a;
-    const size_t rows = ref.size() / size_t(V);
-    int agree = 0;
-    for (size_t r = 0; r < rows; r++) {
-        const float* x = ref.data() + r * size_t(V);
-        const float* y = got.data() + r * size_t(V);
-        auto lp = log_softmax(x, V), lq = log_softmax(y, V);
-        double kl = 0;
-        int ax = 0, ay = 0;
-        for (int i = 0; i < V; i++) {
-            kl += std::exp(lp[size_t(i)]) * (lp[size_t(i)] - lq[size_t(i)]);
-            a.max_abs = std::max(a.max_abs, double(std::abs(x[i] - y[i])));
-            if (x[i] > x[ax]) ax = i;
-            if (y[i] > y[ay]) ay = i;
-        }
-        kl = std::max(0.0, kl);
-        a.kl_mean += kl / double(rows);
-        a.kl_max = std::max(a.kl_max, kl);
-        agree += ax == ay;
-    }
-    a.top1 = double(agree) / double(rows);
-    return a;
-}
-
-}  // namespace
 
 void run_precision(Context& ctx, const Grid& g) {
     const int P = g.prompt_len > 0 ? g.prompt_len : (ctx.quick ? 8 : 32);
@@ -95,15 +51,15 @@ void run_precision(Context& ctx, const Grid& g) {
     header.insert(header.end(), {"max_abs_logit_diff", "kl_mean", "kl_max", "top1_agreement", "greedy_match"});
     std::vector<std::vector<std::string>> rows;
     for (size_t i = 0; i < grid.size(); i++) {
-        Accuracy a = i == 0 ? Accuracy{0, 0, 0, 1} : compare(ref_logits, forced(grid[i]), V);
+        const Accuracy a = i == 0 ? Accuracy{} : compare_logits(ref_logits, forced(grid[i]), V);
         const auto& toks = res[i].reps.front().tokens[0];
         size_t same = 0;
         while (same < toks.size() && same < ref_tokens.size() && toks[same] == ref_tokens[same]) same++;
         auto row = common_row(ctx, "precision", grid[i], res[i]);
         row.push_back(fmt_num(a.max_abs));
-        row.push_back(fmt_num(a.kl_mean));
+        row.push_back(fmt_num(a.kl_mean()));
         row.push_back(fmt_num(a.kl_max));
-        row.push_back(fmt_num(a.top1));
+        row.push_back(fmt_num(a.top1()));
         row.push_back(fmt_num(double(same) / double(N)));
         rows.push_back(row);
     }

@@ -10,6 +10,15 @@ const std::vector<std::string>& experiment_names() {
     return names;
 }
 
+const std::vector<std::string>& all_experiment_names() {
+    static const std::vector<std::string> names = [] {
+        std::vector<std::string> n = experiment_names();
+        n.push_back("quant");
+        return n;
+    }();
+    return names;
+}
+
 void run_experiment(Context& ctx, const std::string& name, const Grid& g) {
     if (name == "cache") run_cache(ctx, g);
     else if (name == "batch") run_batch(ctx, g);
@@ -17,7 +26,8 @@ void run_experiment(Context& ctx, const std::string& name, const Grid& g) {
     else if (name == "seqlen") run_seqlen(ctx, g);
     else if (name == "memory") run_memory(ctx, g);
     else if (name == "roofline") run_roofline(ctx, g);
-    else fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline or all)", name);
+    else if (name == "quant") run_quant(ctx, g);
+    else fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline, quant or all)", name);
 }
 
 std::vector<int32_t> make_prompt(Context& ctx, int len) {

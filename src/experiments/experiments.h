@@ -26,9 +26,12 @@ void run_precision(Context& ctx, const Grid& g);
 void run_seqlen(Context& ctx, const Grid& g);
 void run_memory(Context& ctx, const Grid& g);
 void run_roofline(Context& ctx, const Grid& g);
+void run_quant(Context& ctx, const Grid& g);
 
-// Names in the order `exp all` runs them.
+// Names in the order `exp all` (and `study`) runs them.
 const std::vector<std::string>& experiment_names();
+// Every experiment `exp NAME` runs: the above and quant.
+const std::vector<std::string>& all_experiment_names();
 void run_experiment(Context& ctx, const std::string& name, const Grid& g);
 
 // Prompts of exactly `len` tokens from the model's tokenizer (or fixed ids without one).

@@ -87,7 +87,22 @@ RowGeo geo_of(const KvCodec& c, int hd) {
     *m = g.zp ? _cvtsh_ss(m16) : -g.offset * *s;
 }
 
-// s[j] = scale * q . K[j] for j in [lo, hi), K rows in integer codec K.
+// q . (the codes of group [i0, i0 + G) of a row), unreduced: two accumulators over 16 lanes.
+template <Kind K>
+[[gnu::always_inline]] inline __m256 dot_codes(const float* q, const uint8_t* row, int i0, int G) {
+    __m256 d0 = _mm256_setzero_ps(), d1 = _mm256_setzero_ps();
+    int i = i0;
+    const int e = i0 + G;
+    for (; i + 16 <= e; i += 16) {
+        d0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), codes8<K>(row, i), d0);
+        d1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), codes8<K>(row, i + 8), d1);
+    }
+    if (i < e) d0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), codes8<K>(row, i), d0);
+    return _mm256_add_ps(d0, d1);
+}
+
+// s[j] = scale * q . K[j] for j in [lo, hi), K rows in integer codec K. Four keys at a time:
+// their per-group dot products scaled and summed as vectors, reduced by one shuffle tree.
 template <Kind K>
 void scores_int(const float* q, const uint8_t* Kr, const RowGeo& g, int lo, int hi, float scale, float* s) {
     float qsum[64];  // per group (at most head_dim / 8 groups; head_dim <= 512)
@@ -97,26 +112,31 @@ void scores_int(const float* q, const uint8_t* Kr, const RowGeo& g, int lo, int 
         qsum[gi] = t;
     }
     const bool has_m = g.zp || g.offset != 0;
-    for (int j = lo; j < hi; j++) {
+    auto one = [&](int j, __m256* acc, float* extra) __attribute__((always_inline)) {
         const uint8_t* row = Kr + int64_t(j) * g.stride;
-        _mm_prefetch(reinterpret_cast<const char*>(row) + 1024, _MM_HINT_T0);
-        __m256 acc = _mm256_setzero_ps();
-        float extra = 0;
+        _mm_prefetch(reinterpret_cast<const char*>(row) + 2048, _MM_HINT_T0);
+        *acc = _mm256_setzero_ps();
+        *extra = 0;
         for (int gi = 0; gi < g.n_groups; gi++) {
             float sc, mn;
             scale_min(g, row, gi, &sc, &mn);
-            __m256 d0 = _mm256_setzero_ps(), d1 = _mm256_setzero_ps();
-            int i = gi * g.G;
-            const int e = i + g.G;
-            for (; i + 16 <= e; i += 16) {
-                d0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), codes8<K>(row, i), d0);
-                d1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), codes8<K>(row, i + 8), d1);
-            }
-            if (i < e) d0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), codes8<K>(row, i), d0);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(sc), _mm256_add_ps(d0, d1), acc);
-            if (has_m) extra += mn * qsum[gi];
+            *acc = _mm256_fmadd_ps(_mm256_set1_ps(sc), dot_codes<K>(q, row, gi * g.G, g.G), *acc);
+            if (has_m) *extra += mn * qsum[gi];
         }
-        s[j] = (simd::hsum(acc) + extra) * scale;
+    };
+    int j = lo;
+    for (; j + 4 <= hi; j += 4) {
+        __m256 a[4];
+        alignas(16) float ex[4];
+        for (int k = 0; k < 4; k++) one(j + k, &a[k], &ex[k]);
+        const __m128 d = _mm_add_ps(mm::hsum4(a[0], a[1], a[2], a[3]), _mm_load_ps(ex));
+        _mm_storeu_ps(s + j, _mm_mul_ps(d, _mm_set1_ps(scale)));
+    }
+    for (; j < hi; j++) {
+        __m256 a;
+        float ex;
+        one(j, &a, &ex);
+        s[j] = (simd::hsum(a) + ex) * scale;
     }
 }
 

@@ -22,6 +22,7 @@ constexpr double MiB = 1024.0 * 1024.0;
 constexpr double kSpeedupMark = 2.0;     // "the first length where the cache passes 2x"
 constexpr double kScalingMark = 1.2;     // throughput gain per doubling of the batch below which it stopped scaling
 constexpr double kAgreePct = 10.0;       // measured vs theoretical KV bytes "agree" within this
+constexpr double kPplMarkPct = 1.0;      // a KV scheme "keeps" perplexity within this of the fp32 cache's
 
 // The columns that name a row of each file in findings.json, before any others.
 const std::vector<std::string>& preferred_key(const std::string& file) {
@@ -29,7 +30,7 @@ const std::vector<std::string>& preferred_key(const std::string& file) {
         {"cache.csv", {"use_cache", "max_new_tokens"}},   {"cache_tokens.csv", {"use_cache", "step"}},
         {"batch.csv", {"batch_size", "padding"}},         {"precision.csv", {"dtype", "kv_dtype"}},
         {"seqlen.csv", {"context", "use_cache"}},         {"memory.csv", {"context", "kv_dtype", "batch_size"}},
-        {"roofline.csv", {"phase", "batch_size", "context"}},
+        {"roofline.csv", {"phase", "batch_size", "context"}}, {"quant.csv", {"kv_dtype", "context"}},
     };
     static const std::vector<std::string> none;
     auto it = m.find(file);
@@ -573,6 +574,51 @@ std::vector<std::string> numbers_in(std::string_view s) {
     return out;
 }
 
+// Per KV scheme at the longest context: bytes, speed against fp32 and against its floor, and
+// accuracy; then the smallest scheme whose perplexity stays within kPplMarkPct of fp32's.
+void quant_findings(const Table& t, std::vector<Finding>& out) {
+    const std::vector<size_t> all = t.all_rows();
+    double deepest = 0;
+    for (size_t r : all) deepest = std::max(deepest, t.num(r, "context"));
+    std::vector<size_t> rows;
+    std::optional<size_t> ref_row;
+    for (size_t r : all)
+        if (t.num(r, "context") == deepest) {
+            rows.push_back(r);
+            if (t.cell(r, "kv_dtype") == "fp32") ref_row = r;
+        }
+    for (size_t r : rows) {
+        if (ref_row && r == *ref_row) continue;
+        Say say("quant");
+        const std::string vs_fp32 =
+            ref_row ? fmt::format(" ({}x fewer than fp32), decode {} ms per step at context {} against {} ms for fp32 ({}x)",
+                                  say.ratio(t, *ref_row, "kv_bytes_per_token", r, "kv_bytes_per_token"),
+                                  say.cell(t, r, "decode_ms_median"), say.cell(t, r, "context"),
+                                  say.cell(t, *ref_row, "decode_ms_median"),
+                                  say.ratio(t, *ref_row, "decode_ms_median", r, "decode_ms_median"))
+                    : fmt::format(", decode {} ms per step at context {}", say.cell(t, r, "decode_ms_median"),
+                                  say.cell(t, r, "context"));
+        say.add(out, fmt::format("{}: {} bytes per token{}, {}x its bandwidth floor; KL mean {} nats, top-1 agreement {}, "
+                                 "max |logit diff| {}, perplexity {} against {} ({}% change).",
+                                 t.cell(r, "kv_dtype"), say.cell(t, r, "kv_bytes_per_token"), vs_fp32,
+                                 say.cell(t, r, "decode_over_floor"), say.cell(t, r, "kl_mean"),
+                                 say.cell(t, r, "top1_agreement"), say.cell(t, r, "max_abs_logit_diff"), say.cell(t, r, "ppl"),
+                                 say.cell(t, r, "ppl_ref"), say.cell(t, r, "ppl_delta_pct")));
+    }
+    std::optional<size_t> smallest;
+    for (size_t r : rows)
+        if (std::fabs(t.num(r, "ppl_delta_pct")) <= kPplMarkPct &&
+            (!smallest || t.num(r, "kv_bytes_per_token") < t.num(*smallest, "kv_bytes_per_token")))
+            smallest = r;
+    if (smallest) {
+        Say say("quant");
+        say.add(out, fmt::format("The smallest scheme within {}% of the fp32 cache's perplexity is {} at {} bytes per token "
+                                 "(perplexity change {}%).",
+                                 say.threshold(kPplMarkPct), t.cell(*smallest, "kv_dtype"),
+                                 say.cell(t, *smallest, "kv_bytes_per_token"), say.cell(t, *smallest, "ppl_delta_pct")));
+    }
+}
+
 std::vector<Finding> compute_findings(const Results& res) {
     std::vector<Finding> out;
     if (const Table* t = res.table("cache")) cache_findings(*t, out);
@@ -582,6 +628,7 @@ std::vector<Finding> compute_findings(const Results& res) {
     if (const Table* t = res.table("seqlen")) seqlen_findings(*t, out);
     if (const Table* t = res.table("memory")) memory_findings(*t, out);
     if (const Table* t = res.table("roofline")) roofline_findings(*t, out);
+    if (const Table* t = res.table("quant")) quant_findings(*t, out);
     return out;
 }
 

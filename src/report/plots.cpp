@@ -601,6 +601,44 @@ void draw(const fs::path& plots_dir, Job& job) {
     job.info.redrawn = true;
 }
 
+void quant_plots(const Results& res, std::vector<Job>& jobs) {
+    const Table& t = *res.table("quant");
+    const std::vector<size_t> all = t.all_rows();
+    const std::vector<std::string> schemes = t.distinct(all, "kv_dtype");
+    // Accuracy against bytes: one point per scheme (accuracy does not depend on the context).
+    std::vector<Series> acc, speed, floor;
+    int lt = 1;
+    for (const std::string& k : schemes) {
+        const std::vector<size_t> rows = t.where(all, "kv_dtype", k);
+        if (rows.empty()) continue;
+        const size_t r = rows.front();
+        if (t.num(r, "kl_mean") > 0)
+            acc.push_back({k, {{t.num(r, "kv_bytes_per_token"), t.num(r, "kl_mean")}}, "points pt 7 ps 1.6", lt});
+        speed.push_back({k, points(t, rows, "context", [&](size_t x) { return t.num(x, "decode_ms_median"); }), "linespoints", lt});
+        floor.push_back({k + " floor", points(t, rows, "context", [&](size_t x) { return t.num(x, "floor_ms"); }), "lines dt 2", lt});
+        lt++;
+    }
+    Axes ax{"KV cache bytes per token (all layers, K and V, scales included)", "KL divergence from the fp32 cache (nats per step, mean)"};
+    ax.key = "top right";
+    ax.logy = true;
+    if (auto j = xy_job(res,
+                        {"quant_accuracy", "quant", "Accuracy vs bytes per token, per KV scheme",
+                         "Each scheme's mean KL divergence of the next-token distribution from the fp32 cache's, by "
+                         "teacher forcing on the same token streams, against its bytes per token (scales included). "
+                         "Schemes identical to fp32 (KL 0) have no point on the log axis."},
+                        t.file(), acc, ax))
+        jobs.push_back(*j);
+    std::vector<Series> both = speed;
+    both.insert(both.end(), floor.begin(), floor.end());
+    Axes sx{"context S (tokens cached per sequence)", "decode step time (ms, median)"};
+    if (auto j = xy_job(res,
+                        {"quant_speed", "quant", "Decode step time vs context, per KV scheme",
+                         "Median decode step at each context (batch as in the table), with each scheme's bandwidth floor "
+                         "(dashed): the step's bytes (weights + the cache it reads) over the measured read bandwidth."},
+                        t.file(), both, sx))
+        jobs.push_back(*j);
+}
+
 }  // namespace
 
 const std::vector<std::pair<std::string, std::vector<std::string>>>& plot_names() {
@@ -612,6 +650,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& plot_names(
         {"seqlen", {"seqlen_decode", "seqlen_kv_memory"}},
         {"memory", {"memory_kv"}},
         {"roofline", {"roofline"}},
+        {"quant", {"quant_accuracy", "quant_speed"}},
     };
     return names;
 }
@@ -621,7 +660,7 @@ PlotSet render_plots(const Results& res) {
     const std::map<std::string, Maker> makers = {
         {"cache", cache_plots},       {"cache_tokens", cache_tokens_plots}, {"batch", batch_plots},
         {"precision", precision_plots}, {"seqlen", seqlen_plots},           {"memory", memory_plots},
-        {"roofline", roofline_plots},
+        {"roofline", roofline_plots},    {"quant", quant_plots},
     };
     PlotSet out;
     std::vector<Job> jobs;
@@ -629,7 +668,7 @@ PlotSet render_plots(const Results& res) {
         std::string list;
         for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
         if (!res.table(experiment)) {
-            out.skipped.push_back({experiment, list, experiment + ".csv is absent"});
+            if (experiment != "quant") out.skipped.push_back({experiment, list, experiment + ".csv is absent"});  // not in study
             continue;
         }
         size_t before = jobs.size();

@@ -115,6 +115,20 @@ const std::map<std::string, Experiment>& experiments() {
            {"KV MiB", "kv_bytes", H::MiB}, {"theory MiB", "kv_bytes_theory", H::MiB}, {"RSS growth MiB", "kv_rss_delta_bytes", H::MiB},
            {"RSS MiB", "rss_bytes", H::MiB}, {"formula matches", "kv_formula_matches", H::Text}},
           {"kv_dtype", "batch_size", "context"}}},
+        {"quant",
+         {"Quantized KV cache",
+          "Each storage scheme of the KV cache (float types, and integer codes with fp16 scales per row or per group "
+          "of channels, symmetric or with a minimum): bytes per token with the scales, decode time per step at long "
+          "context and batch next to the step's bandwidth floor (its bytes / the measured read bandwidth), and the "
+          "accuracy against the fp32 cache on the same tokens by teacher forcing: KL divergence of the next-token "
+          "distributions (KL mean, per step), top-1 agreement, the largest logit error, and perplexity over the "
+          "streams (text sampled from the model at temperature 1 with fixed seeds, and its greedy continuations of "
+          "English prompts).",
+          {{"KV", "kv_dtype", H::Text}, {"context", "context"}, {"KV bytes/token", "kv_bytes_per_token"},
+           {"cache MiB", "kv_bytes", H::MiB}, {"decode ms p50", "decode_ms_median"}, {"floor ms", "floor_ms"},
+           {"decode/floor", "decode_over_floor"}, {"KL mean", "kl_mean"}, {"top1 agreement", "top1_agreement"},
+           {"max |logit diff|", "max_abs_logit_diff"}, {"ppl", "ppl"}, {"ppl change %", "ppl_delta_pct"}},
+          {"context", "-kv_bytes_per_token"}}},
         {"roofline",
          {"Roofline",
           "Each measured phase placed against the machine's measured ceilings: arithmetic intensity (FLOPs per byte "
@@ -438,7 +452,8 @@ Document build_document(const Results& res, const std::vector<Finding>& findings
     findings_section(findings, doc);
     model_section(res, doc);
     hardware_section(res, doc);
-    for (const std::string& name : experiment_names()) experiment_section(res, name, plots, doc);
+    for (const std::string& name : experiment_names())
+        if (name != "quant" || res.table(name)) experiment_section(res, name, plots, doc);  // quant is not in study
     methodology_section(res, doc);
     files_section(res, doc);
     return doc;

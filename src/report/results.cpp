@@ -47,6 +47,11 @@ const std::map<std::string, Columns>& required_columns() {
                                     "kv_rss_delta_bytes"})},
         {"memory", with_common({}, {"context", "kv_bytes", "kv_bytes_theory", "kv_rss_delta_bytes", "rss_bytes",
                                     "kv_formula_matches"})},
+        {"quant", with_common({"k_codec", "v_codec"},
+                              {"context", "decode_ms_median", "kv_bytes", "kv_bytes_per_token", "kv_bytes_mha_per_token",
+                               "cache_bytes_at_context", "floor_ms", "decode_over_floor", "streams", "stream_tokens",
+                               "kl_mean", "kl_max", "top1_agreement", "max_abs_logit_diff", "ppl_ref", "ppl",
+                               "ppl_delta_pct"})},
         {"roofline", with_common({"phase", "bound"},
                                  {"context", "flops", "bytes", "intensity", "ms", "gflops", "gbs", "peak_gflops",
                                   "peak_gbs", "ridge", "pct_peak_flops", "pct_peak_bw", "roofline_tok_s",
@@ -191,8 +196,8 @@ RowKey Table::key_of(size_t row, const std::vector<std::string>& preferred) cons
 // ---- Results --------------------------------------------------------------------------------
 
 const std::vector<std::string>& experiment_names() {
-    static const std::vector<std::string> names = {"cache",  "cache_tokens", "batch",   "precision",
-                                                   "seqlen", "memory",       "roofline"};
+    static const std::vector<std::string> names = {"cache",  "cache_tokens", "batch",    "precision",
+                                                   "seqlen", "memory",       "roofline", "quant"};
     return names;
 }
 

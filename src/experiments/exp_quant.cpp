@@ -1,0 +1,169 @@
+// Quant: the KV cache's storage scheme. Per scheme: KV bytes per token with its scales, the
+// cache at the longest context, decode ms/token at long context and batch (where the cache is
+// a large share of a step's bytes) next to the step's bandwidth floor, and the accuracy against
+// the fp32 cache on the same tokens (teacher forcing): per-step KL divergence, top-1
+// agreement, the largest logit error and perplexity, pooled over token streams of two kinds:
+// text sampled from the fp32 model at temperature 1 with fixed seeds, and the model's greedy
+// continuations of English prompts.
+#include <cmath>
+#include <cstdio>
+
+#include "analysis/cost_model.h"
+#include "core/error.h"
+#include "experiments/accuracy.h"
+#include "experiments/experiments.h"
+#include "kv/kv_codec.h"
+
+namespace kvscope::exp {
+
+namespace {
+
+const char* const kEnglishPrompts[] = {"Once upon a time", "The little dog", "Tom and Lily went to the park",
+                                       "One day, a girl named Sue"};
+
+struct Stream {
+    std::string kind;              // "sampled" or "greedy"
+    std::vector<int32_t> prompt;   // teacher forcing starts after it
+    std::vector<int32_t> forced;   // the tokens fed and predicted
+};
+
+std::vector<Stream> make_streams(Context& ctx, int len, int n_sampled) {
+    Model& m = ctx.model(DType::F32);
+    std::vector<Stream> out;
+    auto continue_from = [&](const std::vector<int32_t>& prompt, float temperature, uint64_t seed) {
+        const int n = std::min(len, m.cfg.n_ctx - int(prompt.size()));
+        EngineOptions eo;
+        eo.max_prompt = int(prompt.size());
+        eo.max_new_tokens = n;
+        Engine e(*m.weights, eo);
+        GenerateOptions go;
+        go.max_new_tokens = n;
+        go.stop_at_eos = false;
+        go.sampling.temperature = temperature;
+        go.sampling.seed = seed;
+        return e.generate({prompt}, go).tokens[0];
+    };
+    const std::vector<int32_t> start = make_prompt(ctx, 1);
+    for (int s = 0; s < n_sampled; s++) out.push_back({"sampled", start, continue_from(start, 1.0f, uint64_t(1000 + s))});
+    if (m.tokenizer)
+        for (const char* text : kEnglishPrompts) {
+            std::vector<int32_t> p = m.tokenizer->encode_prompt(text);
+            if (p.empty() || int(p.size()) + 8 > m.cfg.n_ctx) continue;
+            out.push_back({"greedy", p, continue_from(p, 0.0f, 0)});
+        }
+    return out;
+}
+
+std::vector<KvFormat> default_schemes() {
+    auto c = [](const char* s) { return parse_kv_codec(s, "--kv-dtypes"); };
+    return {KvFormat(c("fp32")),     KvFormat(c("fp16")),     KvFormat(c("bf16")),
+            KvFormat(c("int8")),     KvFormat(c("int8-asym")), KvFormat(c("int4")),
+            KvFormat(c("int4-sym")), KvFormat(c("int2")),     KvFormat(c("int8"), c("int4"))};
+}
+
+}  // namespace
+
+void run_quant(Context& ctx, const Grid& g) {
+    Model& m = ctx.model(DType::F32);
+    const ModelConfig& c = m.cfg;
+    std::vector<KvFormat> schemes;
+    for (const KvFormat& f : g.kv_dtypes.empty() ? default_schemes() : g.kv_dtypes) {
+        try {
+            schemes.push_back({kv_codec_for(f.k, c.head_dim, "--kv-dtypes"), kv_codec_for(f.v, c.head_dim, "--kv-dtypes")});
+        } catch (const std::runtime_error& e) {
+            std::fprintf(stderr, "[exp quant] skipped: %s\n", e.what());
+        }
+    }
+    if (schemes.empty()) fail("exp quant: no KV scheme fits head_dim {} of {}", c.head_dim, ctx.model_spec);
+
+    // Speed: batch B at each context S (the prompt fills S - N positions, then N decode steps).
+    const int B = g.batches.empty() ? (ctx.quick ? 2 : 4) : g.batches[0];
+    const int N = g.new_tokens > 0 ? g.new_tokens : (ctx.quick ? 8 : 32);
+    std::vector<int> contexts;
+    for (int S : g.contexts.empty() ? (ctx.quick ? std::vector<int>{64, 128} : std::vector<int>{256, 512, 1024})
+                                    : g.contexts)
+        if (S <= c.n_ctx && S > N + 1) contexts.push_back(S);
+    if (contexts.empty()) fail("exp quant: no context fits the model's {} positions with {} new tokens", c.n_ctx, N);
+    std::vector<Spec> grid;
+    std::vector<int> grid_ctx;
+    std::vector<size_t> grid_scheme;
+    for (int S : contexts) {
+        const std::vector<int32_t> prompt = make_prompt(ctx, S - N);
+        for (size_t i = 0; i < schemes.size(); i++) {
+            Spec s;
+            s.kv = schemes[i];
+            s.prompts.assign(size_t(B), prompt);
+            s.new_tokens = N;
+            grid.push_back(s);
+            grid_ctx.push_back(S);
+            grid_scheme.push_back(i);
+        }
+    }
+    std::vector<Result> res = measure(ctx, "quant", grid);
+
+    // Accuracy against the fp32 cache, teacher forcing on the same streams.
+    const int L = g.prompt_len > 0 ? g.prompt_len : (ctx.quick ? 32 : std::min(256, c.n_ctx - 8));
+    const int n_sampled = ctx.quick ? 1 : (m.synthetic ? 2 : 4);
+    const std::vector<Stream> streams = make_streams(ctx, L, n_sampled);
+    auto forced = [&](const KvFormat& f, const Stream& st) {
+        EngineOptions eo;
+        eo.max_prompt = int(st.prompt.size());
+        eo.max_new_tokens = int(st.forced.size());
+        eo.kv_dtype = f;
+        Engine e(*m.weights, eo);
+        return e.forced_logits(st.prompt, st.forced);
+    };
+    std::vector<std::vector<float>> ref;
+    int64_t stream_tokens = 0;
+    for (const Stream& st : streams) {
+        ref.push_back(forced(DType::F32, st));
+        stream_tokens += int64_t(st.forced.size());
+    }
+    Progress progress("quant accuracy", int(schemes.size()));
+
+    std::vector<std::string> header = common_columns();
+    header.insert(header.end(), {"k_codec", "v_codec", "context", "kv_bytes_per_token", "kv_bytes_mha_per_token",
+                                 "cache_bytes_at_context", "floor_ms", "decode_over_floor", "streams", "stream_tokens",
+                                 "kl_mean", "kl_max", "top1_agreement", "max_abs_logit_diff", "ppl_ref", "ppl",
+                                 "ppl_delta_pct", "kl_mean_sampled", "kl_mean_greedy"});
+    std::vector<Accuracy> acc(schemes.size()), acc_sampled(schemes.size()), acc_greedy(schemes.size());
+    for (size_t i = 0; i < schemes.size(); i++) {
+        const KvFormat& f = schemes[i];
+        progress.update(int(i), kv_format_name(f));
+        for (size_t k = 0; k < streams.size(); k++) {
+            const Stream& st = streams[k];
+            const Accuracy a = compare_logits(ref[k], f.is_float(DType::F32) ? ref[k] : forced(f, st), c.n_vocab, st.forced);
+            acc[i].add(a);
+            (st.kind == "greedy" ? acc_greedy : acc_sampled)[i].add(a);
+        }
+    }
+    progress.finish();
+
+    std::vector<std::vector<std::string>> rows;
+    const double bw = ctx.hw.bw_gbs_all.median;
+    for (size_t r = 0; r < grid.size(); r++) {
+        const size_t i = grid_scheme[r];
+        const int S = grid_ctx[r];
+        const KvFormat& f = schemes[i];
+        const Accuracy& all = acc[i];
+        const Accuracy* by_kind[2] = {&acc_sampled[i], &acc_greedy[i]};
+        const int64_t per_token = kv_bytes_per_token(c.n_layer, c.n_kv_head, c.head_dim, f);
+        const int64_t mha = kv_bytes_per_token(c.n_layer, c.n_head, c.head_dim, f);
+        const Cost cost = decode_step_cost(c, DType::F32, f, B, S - N / 2);
+        const double floor_ms = bw > 0 ? cost.bytes() / (bw * 1e9) * 1e3 : 0;
+        auto row = common_row(ctx, "quant", grid[r], res[r]);
+        row.insert(row.end(),
+                   {kv_codec_name(f.k), kv_codec_name(f.v), std::to_string(S), std::to_string(per_token),
+                    std::to_string(mha), std::to_string(per_token * int64_t(B) * S), fmt_num(floor_ms),
+                    fmt_num(floor_ms > 0 ? res[r].step_ms.median / floor_ms : 0), std::to_string(streams.size()),
+                    std::to_string(stream_tokens), fmt_num(all.kl_mean()), fmt_num(all.kl_max), fmt_num(all.top1()),
+                    fmt_num(all.max_abs), fmt_num(all.ppl_ref()), fmt_num(all.ppl()),
+                    fmt_num(all.ppl_ref() > 0 ? 100 * (all.ppl() / all.ppl_ref() - 1) : 0),
+                    by_kind[0]->rows ? fmt_num(by_kind[0]->kl_mean()) : "",
+                    by_kind[1]->rows ? fmt_num(by_kind[1]->kl_mean()) : ""});
+        rows.push_back(row);
+    }
+    write_results(ctx, "quant", header, rows);
+}
+
+}  // namespace kvscope::exp
