@@ -18,6 +18,7 @@
 
 #include "core/aligned.h"
 #include "core/dtype.h"
+#include "kv/kv_codec.h"
 #include "ops/attention.h"
 #include "ops/read.h"
 
@@ -113,7 +114,68 @@ void bm_kv_read(benchmark::State& state, DType dt, int keys) {
     state.counters["threads"] = double(omp_get_max_threads());
 }
 
+// attend_heads_codec over rows in a KV codec (kv/kv_codec.h), cold as above. `shared`: the
+// group's heads read one KV head (grouped-query attention), else each its own.
+void bm_attention_codec(benchmark::State& state, std::string codec, int keys, int group, bool shared) {
+    const KvCodec c = kv_codec_for(parse_kv_codec(codec, "codec"), kHeadDim, "codec");
+    const int64_t stride = kv_row_stride(c, kHeadDim), per_head = stride * keys;
+    const int64_t copies = std::max<int64_t>(2, (int64_t(1024) << 20) / (2 * per_head * kHeads));
+    auto k = make_aligned<uint8_t>(size_t(per_head * kHeads * copies)), v = make_aligned<uint8_t>(size_t(per_head * kHeads * copies));
+    std::vector<float> x(kHeadDim);
+    for (int64_t r = 0; r < kHeads * copies * keys; r++) {
+        for (int i = 0; i < kHeadDim; i++) x[size_t(i)] = 0.01f * float((r * 7 + i * 13) % 97) - 0.4f;
+        kv_encode_row(c, kHeadDim, x.data(), k.get() + r * stride);
+        kv_encode_row(c, kHeadDim, x.data(), v.get() + r * stride);
+    }
+    std::vector<float> q(kHeadDim, 0.1f);
+    auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
+    const int nt = omp_get_max_threads();
+    const size_t row = (size_t(group) * size_t(keys) + 15) / 16 * 16;
+    auto scores = make_aligned<float>(size_t(nt) * row);
+    int64_t copy = 0;
+    for (auto _ : state) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int h = 0; h < kHeads; h += group) {
+            float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
+            const float* qs[ops::kMaxHeadGroup];
+            const void *ks[ops::kMaxHeadGroup], *vs[ops::kMaxHeadGroup];
+            float* os[ops::kMaxHeadGroup];
+            for (int y = 0; y < group; y++) {
+                const int kvh = shared ? h : h + y;
+                qs[y] = q.data();
+                ks[y] = k.get() + (copy * kHeads + kvh) * per_head;
+                vs[y] = v.get() + (copy * kHeads + kvh) * per_head;
+                os[y] = out.get() + (h + y) * kHeadDim;
+            }
+            ops::attend_heads_codec(group, qs, ks, vs, c, c, kHeadDim, 0, keys, 0.125f, sc, os);
+        }
+        benchmark::DoNotOptimize(out.get());
+        copy = (copy + 1) % copies;
+    }
+    // Bytes of the KV heads read: one per group when shared.
+    const int64_t heads_read = shared ? kHeads / group : kHeads;
+    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * per_head * heads_read);
+    state.counters["threads"] = double(nt);
+}
+
 const int kRegistered = [] {
+    for (int keys : {912, 3648})
+        for (const char* codec : {"fp32", "fp16", "int8", "int4", "int2"}) {
+            for (int group : {1, 2})
+                benchmark::RegisterBenchmark(("attention_codec/" + std::string(codec) + "/keys:" + std::to_string(keys) +
+                                              "/heads:" + std::to_string(group))
+                                                 .c_str(),
+                                             bm_attention_codec, std::string(codec), keys, group, false)
+                    ->Unit(benchmark::kMicrosecond)
+                    ->MeasureProcessCPUTime()
+                    ->UseRealTime();
+            benchmark::RegisterBenchmark(("attention_codec/" + std::string(codec) + "/keys:" + std::to_string(keys) +
+                                          "/gqa:4").c_str(),
+                                         bm_attention_codec, std::string(codec), keys, 4, true)
+                ->Unit(benchmark::kMicrosecond)
+                ->MeasureProcessCPUTime()
+                ->UseRealTime();
+        }
     for (int keys : {128, 912, 3648}) {
         for (DType dt : {DType::F32, DType::F16, DType::BF16})
             for (int group : {1, 2, 3, 4, 6})

@@ -162,29 +162,29 @@ void values_int(const float* p, const uint8_t* Vr, const RowGeo& g, int lo, int 
     const bool has_m = g.zp || g.offset != 0;
     for (int c0 = 0; c0 < g.hd; c0 += 64) {  // 64 channels (8 accumulators) per pass
         const int c1 = std::min(g.hd, c0 + 64), nb = (c1 - c0) / 8;
+        // The groups this pass covers: blocks [first[x], first[x + 1]) belong to group g0 + x.
+        const int g0 = c0 / g.G, g1 = (c1 - 1) / g.G + 1;
+        int first[9];
+        for (int x = 0; x <= g1 - g0; x++) first[x] = std::clamp(((g0 + x) * g.G - c0) / 8, 0, nb);
         __m256 o[8];
         for (int b = 0; b < nb; b++) o[b] = _mm256_loadu_ps(acc + c0 + 8 * b);
         for (int j = lo; j < hi; j++) {
             const uint8_t* row = Vr + int64_t(j) * g.stride;
-            if (c0 == 0) _mm_prefetch(reinterpret_cast<const char*>(row) + 1024, _MM_HINT_T0);
-            int last = -1;
-            __m256 w = _mm256_setzero_ps();
-            for (int b = 0; b < nb; b++) {
-                const int gi = (c0 + 8 * b) / g.G;
-                if (gi != last) {
-                    float sc, mn;
-                    scale_min(g, row, gi, &sc, &mn);
-                    w = _mm256_set1_ps(p[j] * sc);
-                    if (has_m && gi * g.G >= c0) extra[gi] += p[j] * mn;  // once per group, in its first pass
-                    last = gi;
-                }
-                o[b] = _mm256_fmadd_ps(w, codes8<K>(row, c0 + 8 * b), o[b]);
+            if (c0 == 0) _mm_prefetch(reinterpret_cast<const char*>(row) + 2048, _MM_HINT_T0);
+            for (int gi = g0; gi < g1; gi++) {
+                float sc, mn;
+                scale_min(g, row, gi, &sc, &mn);
+                const __m256 w = _mm256_set1_ps(p[j] * sc);
+                if (has_m && gi * g.G >= c0) extra[gi] += p[j] * mn;  // once per group, in its first pass
+                for (int b = first[gi - g0]; b < first[gi - g0 + 1]; b++)
+                    o[b] = _mm256_fmadd_ps(w, codes8<K>(row, c0 + 8 * b), o[b]);
             }
         }
         for (int b = 0; b < nb; b++) _mm256_storeu_ps(acc + c0 + 8 * b, o[b]);
     }
     if (has_m)
-        for (int i = 0; i < g.hd; i++) acc[i] += extra[i / g.G];
+        for (int gi = 0; gi < g.n_groups; gi++)
+            for (int i = gi * g.G; i < (gi + 1) * g.G; i++) acc[i] += extra[gi];
 }
 
 template <DType T>
@@ -202,16 +202,127 @@ void values_float(const float* p, const void* Vr, int hd, int lo, int hi, float*
     }
 }
 
+// Fast paths for head_dim a multiple of 64 and groups of GB 8-channel blocks (GB = 1, 2, 4:
+// groups of 8, 16, 32 channels; GB = 8: groups of 64 or more, a multiple of 64): every loop over
+// the 8 blocks of a 64-channel pass has a compile-time trip count, so the accumulators stay in
+// registers.
+template <Kind K, int GB>
+void scores_fast(const float* q, const uint8_t* Kr, const RowGeo& g, int lo, int hi, float scale, float* s) {
+    float qsum[64];
+    for (int gi = 0; gi < g.n_groups; gi++) {
+        float t = 0;
+        for (int i = gi * g.G; i < (gi + 1) * g.G; i++) t += q[i];
+        qsum[gi] = t;
+    }
+    const bool has_m = g.zp || g.offset != 0;
+    const int passes = g.hd / 64;
+    auto one = [&](int j, float* extra) __attribute__((always_inline)) {
+        const uint8_t* row = Kr + int64_t(j) * g.stride;
+        _mm_prefetch(reinterpret_cast<const char*>(row) + 2048, _MM_HINT_T0);
+        __m256 acc = _mm256_setzero_ps();
+        float ex = 0;
+        for (int c = 0; c < passes; c++) {
+            #pragma GCC unroll 8
+            for (int b0 = 0; b0 < 8; b0 += GB) {
+                const int gi = (c * 64 + b0 * 8) / g.G;
+                float sc, mn;
+                scale_min(g, row, gi, &sc, &mn);
+                __m256 d = _mm256_setzero_ps();
+                #pragma GCC unroll 8
+                for (int b = b0; b < b0 + GB; b++) {
+                    const int i = c * 64 + 8 * b;
+                    d = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), codes8<K>(row, i), d);
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(sc), d, acc);
+                if (has_m && (c * 64 + b0 * 8) % g.G == 0) ex += mn * qsum[gi];
+            }
+        }
+        *extra = ex;
+        return acc;
+    };
+    int j = lo;
+    for (; j + 4 <= hi; j += 4) {
+        alignas(16) float ex[4];
+        const __m256 a0 = one(j, &ex[0]), a1 = one(j + 1, &ex[1]), a2 = one(j + 2, &ex[2]), a3 = one(j + 3, &ex[3]);
+        const __m128 d = _mm_add_ps(mm::hsum4(a0, a1, a2, a3), _mm_load_ps(ex));
+        _mm_storeu_ps(s + j, _mm_mul_ps(d, _mm_set1_ps(scale)));
+    }
+    for (; j < hi; j++) {
+        float ex;
+        const __m256 a = one(j, &ex);
+        s[j] = (simd::hsum(a) + ex) * scale;
+    }
+}
+
+template <Kind K, int GB>
+void values_fast(const float* p, const uint8_t* Vr, const RowGeo& g, int lo, int hi, float* acc) {
+    float extra[64] = {};
+    const bool has_m = g.zp || g.offset != 0;
+    for (int c0 = 0; c0 < g.hd; c0 += 64) {
+        __m256 o[8];
+        #pragma GCC unroll 8
+        for (int b = 0; b < 8; b++) o[b] = _mm256_loadu_ps(acc + c0 + 8 * b);
+        for (int j = lo; j < hi; j++) {
+            const uint8_t* row = Vr + int64_t(j) * g.stride;
+            if (c0 == 0) _mm_prefetch(reinterpret_cast<const char*>(row) + 2048, _MM_HINT_T0);
+            #pragma GCC unroll 8
+            for (int b0 = 0; b0 < 8; b0 += GB) {
+                const int gi = (c0 + b0 * 8) / g.G;
+                float sc, mn;
+                scale_min(g, row, gi, &sc, &mn);
+                const __m256 w = _mm256_set1_ps(p[j] * sc);
+                if (has_m && (c0 + b0 * 8) % g.G == 0) extra[gi] += p[j] * mn;
+                #pragma GCC unroll 8
+                for (int b = b0; b < b0 + GB; b++) o[b] = _mm256_fmadd_ps(w, codes8<K>(row, c0 + 8 * b), o[b]);
+            }
+        }
+        #pragma GCC unroll 8
+        for (int b = 0; b < 8; b++) _mm256_storeu_ps(acc + c0 + 8 * b, o[b]);
+    }
+    if (has_m)
+        for (int gi = 0; gi < g.n_groups; gi++)
+            for (int i = gi * g.G; i < (gi + 1) * g.G; i++) acc[i] += extra[gi];
+}
+
+// Blocks per group for the fast paths, 0 when they do not apply.
+int fast_gb(const RowGeo& g) {
+    if (g.hd % 64 != 0) return 0;
+    if (g.G % 64 == 0) return 8;
+    return g.G == 8 || g.G == 16 || g.G == 32 ? g.G / 8 : 0;
+}
+
+template <Kind K>
+void scores_int_any(const float* q, const uint8_t* r, const RowGeo& g, int lo, int hi, float scale, float* s) {
+    switch (fast_gb(g)) {
+        case 1: scores_fast<K, 1>(q, r, g, lo, hi, scale, s); break;
+        case 2: scores_fast<K, 2>(q, r, g, lo, hi, scale, s); break;
+        case 4: scores_fast<K, 4>(q, r, g, lo, hi, scale, s); break;
+        case 8: scores_fast<K, 8>(q, r, g, lo, hi, scale, s); break;
+        default: scores_int<K>(q, r, g, lo, hi, scale, s); break;
+    }
+}
+
+template <Kind K>
+void values_int_any(const float* p, const uint8_t* r, const RowGeo& g, int lo, int hi, float* acc) {
+    switch (fast_gb(g)) {
+        case 1: values_fast<K, 1>(p, r, g, lo, hi, acc); break;
+        case 2: values_fast<K, 2>(p, r, g, lo, hi, acc); break;
+        case 4: values_fast<K, 4>(p, r, g, lo, hi, acc); break;
+        case 8: values_fast<K, 8>(p, r, g, lo, hi, acc); break;
+        default: values_int<K>(p, r, g, lo, hi, acc); break;
+    }
+}
+
 void scores_any(Kind k, const float* q, const void* K, const RowGeo& g, int lo, int hi, float scale, float* s) {
     const auto* r = static_cast<const uint8_t*>(K);
     switch (k) {
         case Kind::F32: scores_float<DType::F32>(q, K, g.hd, lo, hi, scale, s); break;
         case Kind::F16: scores_float<DType::F16>(q, K, g.hd, lo, hi, scale, s); break;
         case Kind::BF16: scores_float<DType::BF16>(q, K, g.hd, lo, hi, scale, s); break;
-        case Kind::I8S: scores_int<Kind::I8S>(q, r, g, lo, hi, scale, s); break;
-        case Kind::I8A: scores_int<Kind::I8A>(q, r, g, lo, hi, scale, s); break;
-        case Kind::I4: scores_int<Kind::I4>(q, r, g, lo, hi, scale, s); break;
-        case Kind::I2: scores_int<Kind::I2>(q, r, g, lo, hi, scale, s); break;
+        case Kind::I8S: scores_int_any<Kind::I8S>(q, r, g, lo, hi, scale, s); break;
+        case Kind::I8A: scores_int_any<Kind::I8A>(q, r, g, lo, hi, scale, s); break;
+        case Kind::I4: scores_int_any<Kind::I4>(q, r, g, lo, hi, scale, s); break;
+        case Kind::I2: scores_int_any<Kind::I2>(q, r, g, lo, hi, scale, s); break;
     }
 }
 
@@ -221,10 +332,10 @@ void values_any(Kind k, const float* p, const void* V, const RowGeo& g, int lo, 
         case Kind::F32: values_float<DType::F32>(p, V, g.hd, lo, hi, acc); break;
         case Kind::F16: values_float<DType::F16>(p, V, g.hd, lo, hi, acc); break;
         case Kind::BF16: values_float<DType::BF16>(p, V, g.hd, lo, hi, acc); break;
-        case Kind::I8S: values_int<Kind::I8S>(p, r, g, lo, hi, acc); break;
-        case Kind::I8A: values_int<Kind::I8A>(p, r, g, lo, hi, acc); break;
-        case Kind::I4: values_int<Kind::I4>(p, r, g, lo, hi, acc); break;
-        case Kind::I2: values_int<Kind::I2>(p, r, g, lo, hi, acc); break;
+        case Kind::I8S: values_int_any<Kind::I8S>(p, r, g, lo, hi, acc); break;
+        case Kind::I8A: values_int_any<Kind::I8A>(p, r, g, lo, hi, acc); break;
+        case Kind::I4: values_int_any<Kind::I4>(p, r, g, lo, hi, acc); break;
+        case Kind::I2: values_int_any<Kind::I2>(p, r, g, lo, hi, acc); break;
     }
 }
 
