@@ -31,17 +31,10 @@ std::vector<Stream> make_streams(Context& ctx, int len, int n_sampled) {
     Model& m = ctx.model(DType::F32);
     std::vector<Stream> out;
     auto continue_from = [&](const std::vector<int32_t>& prompt, float temperature, uint64_t seed) {
-        const int n = std::min(len, m.cfg.n_ctx - int(prompt.size()));
-        EngineOptions eo;
-        eo.max_prompt = int(prompt.size());
-        eo.max_new_tokens = n;
-        Engine e(*m.weights, eo);
-        GenerateOptions go;
-        go.max_new_tokens = n;
-        go.stop_at_eos = false;
-        go.sampling.temperature = temperature;
-        go.sampling.seed = seed;
-        return e.generate({prompt}, go).tokens[0];
+        SamplingParams sp;
+        sp.temperature = temperature;
+        sp.seed = seed;
+        return continuation(m, prompt, len, sp, false);
     };
     const std::vector<int32_t> start = make_prompt(ctx, 1);
     for (int s = 0; s < n_sampled; s++) out.push_back({"sampled", start, continue_from(start, 1.0f, uint64_t(1000 + s))});

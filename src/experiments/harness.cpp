@@ -49,19 +49,27 @@ const nlohmann::json& Context::sample() {
     if (!m.tokenizer) return *sample_;
     const std::string prompt = "Once upon a time";
     const std::vector<int32_t> ids = m.tokenizer->encode_prompt(prompt);
-    const int n = std::min(64, m.cfg.n_ctx - int(ids.size()));
-    if (ids.empty() || n < 1) return *sample_;
-    EngineOptions eo;
-    eo.max_prompt = int(ids.size());
-    eo.max_new_tokens = n;
-    Engine e(*m.weights, eo);
-    GenerateOptions go;
-    go.max_new_tokens = n;
-    const std::vector<int32_t> out = e.generate({ids}, go).tokens[0];
+    if (ids.empty() || int(ids.size()) >= m.cfg.n_ctx) return *sample_;
+    const std::vector<int32_t> out = continuation(m, ids, 64, SamplingParams{}, true);
     std::vector<int32_t> all = ids;
     all.insert(all.end(), out.begin(), out.end());
     *sample_ = {{"prompt", prompt}, {"text", m.tokenizer->decode(all)}, {"tokens", out.size()}, {"greedy", true}};
     return *sample_;
+}
+
+std::vector<int32_t> continuation(const Model& m, const std::vector<int32_t>& prompt, int n, const SamplingParams& sp,
+                                  bool stop_at_eos) {
+    n = std::min(n, m.cfg.n_ctx - int(prompt.size()));
+    if (n < 1) return {};
+    EngineOptions eo;
+    eo.max_prompt = int(prompt.size());
+    eo.max_new_tokens = n;
+    Engine e(*m.weights, eo);
+    GenerateOptions go;
+    go.max_new_tokens = n;
+    go.stop_at_eos = stop_at_eos;
+    go.sampling = sp;
+    return e.generate({prompt}, go).tokens[0];
 }
 
 int Spec::max_prompt() const {

@@ -86,6 +86,11 @@ private:
 // Measures every spec: warmup runs, then reps in interleaved order. before_round, when set,
 // runs before each round of repetitions (one run of every spec), e.g. to sample the
 // machine's bandwidth in the middle of the measurement.
+// One sequence's continuation of `prompt`: n new tokens (fewer if the context ends first, or at
+// EOS when stop_at_eos), with the fp32 cache.
+std::vector<int32_t> continuation(const Model& m, const std::vector<int32_t>& prompt, int n, const SamplingParams& sp,
+                                  bool stop_at_eos);
+
 std::vector<Result> measure(Context& ctx, const std::string& name, const std::vector<Spec>& grid,
                             const std::function<void()>& before_round = {});
 

@@ -352,6 +352,9 @@ void experiment_section(const Results& res, const std::string& name, const PlotS
                                            name, s.plots)));
     if (!t) return;
     std::string what = e.what;
+    if (name == "quant" && res.synthetic())
+        what += " The weights are synthetic: random weights lack a trained model's attention patterns and "
+                "outliers, so these accuracy figures say little about a real model's.";
     std::string setup = fixed_setup(*t);
     if (!setup.empty()) what += " Same in every row: " + setup + ".";
     doc.push_back(para(what));
