@@ -115,7 +115,7 @@ KvCodec kv_codec_for(const KvCodec& c, int hd, const std::string& flag) {
 int64_t kv_row_stride(const KvCodec& c, int hd) {
     if (c.axis == KvAxis::None) return int64_t(hd) * int64_t(dtype_size(c.dtype));
     const int64_t codes = int64_t(hd) * kv_codec_bits(c) / 8;
-    const int64_t groups = hd / group_of(c, hd);
+    const int64_t groups = (hd + group_of(c, hd) - 1) / group_of(c, hd);  // the planner may ask for a partial last group
     return codes + groups * (c.zero_point ? 2 : 1) * KvCodec::kScaleBytes;
 }
 

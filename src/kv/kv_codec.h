@@ -28,7 +28,6 @@ std::string kv_format_name(const KvFormat& f);
 // --kv-dtype (both) with --k-dtype / --v-dtype overriding one side; empty strings are unset,
 // and an unset --kv-dtype is fp32.
 KvFormat parse_kv_format(const std::string& kv, const std::string& k, const std::string& v);
-inline bool kv_codec_is_int(const KvCodec& c) { return c.axis != KvAxis::None; }
 int kv_codec_bits(const KvCodec& c);
 
 // A codec fitted to a head size: the group clamped to head_dim (a group larger than the row

@@ -5,14 +5,9 @@
 namespace kvscope {
 
 double kv_row_bytes(const KvCodec& c, int head_dim) {
-    const double values = head_dim * dtype_size(c.dtype);
-    if (c.axis == KvAxis::None) return values;
+    if (c.axis != KvAxis::Channel) return double(kv_row_stride(c, head_dim));  // what the cache allocates
     const int per = c.zero_point ? 2 * KvCodec::kScaleBytes : KvCodec::kScaleBytes;
-    if (c.axis == KvAxis::Token) {
-        const int g = c.group > 0 ? c.group : head_dim;
-        return values + double((head_dim + g - 1) / g) * per;
-    }
-    return values + double(head_dim) * per / double(c.group > 0 ? c.group : 1);
+    return head_dim * dtype_size(c.dtype) + double(head_dim) * per / double(c.group > 0 ? c.group : 1);
 }
 
 KvFormat::KvFormat(DType d) {
@@ -23,13 +18,6 @@ KvFormat::KvFormat(DType d) {
         k.zero_point = d != DType::I8;
     }
     v = k;
-}
-
-bool KvFormat::operator==(const KvFormat& o) const {
-    auto same = [](const KvCodec& a, const KvCodec& b) {
-        return a.dtype == b.dtype && a.axis == b.axis && a.group == b.group && a.zero_point == b.zero_point;
-    };
-    return same(k, o.k) && same(v, o.v);
 }
 
 int64_t kv_bytes_per_token(int n_layer, int n_kv_head, int head_dim, const KvFormat& f) {

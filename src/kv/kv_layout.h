@@ -35,7 +35,6 @@ struct KvFormat {
     explicit KvFormat(const KvCodec& c) : k(c), v(c) {}
     KvFormat(const KvCodec& kc, const KvCodec& vc) : k(kc), v(vc) {}
     bool is_float(DType d) const { return k.axis == KvAxis::None && v.axis == KvAxis::None && k.dtype == d && v.dtype == d; }
-    bool operator==(const KvFormat& o) const;
 };
 
 struct KvShape {
