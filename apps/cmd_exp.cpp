@@ -16,11 +16,7 @@ namespace {
 
 std::vector<KvFormat> parse_kv_formats(const std::vector<std::string>& v, const char* flag) {
     std::vector<KvFormat> out;
-    for (const auto& s : v) {
-        const size_t slash = s.find('/');  // K/V: keys and values stored apart, e.g. int8/int4
-        if (slash == std::string::npos) out.push_back(KvFormat(parse_kv_codec(s, flag)));
-        else out.push_back({parse_kv_codec(s.substr(0, slash), flag), parse_kv_codec(s.substr(slash + 1), flag)});
-    }
+    for (const auto& s : v) out.push_back(parse_kv_format_spec(s, flag));
     return out;
 }
 
@@ -60,8 +56,8 @@ void add_exp_options(CLI::App* cmd, ExpOpts& o) {
         ->delimiter(',');
     cmd->add_option("--dtypes", o.g_wt, "precision: weight dtypes, e.g. fp32,bf16,fp16")->delimiter(',');
     cmd->add_option("--kv-dtypes", o.g_kv,
-                    "precision/memory/quant: KV storage, e.g. fp32,fp16,int8,int4-g64,int8/int4 (K/V apart; "
-                    "kvscope run --help: --kv-dtype)")
+                    "precision/memory/quant: KV storage, e.g. fp32,fp16,int8,int4-g64,int8/int4 (K/V apart), "
+                    "int4-kivi+r128+s4 (+rN window, +sN sinks; kvscope run --help: --kv-dtype)")
         ->delimiter(',');
     cmd->add_option("--prompt-len", o.prompt_len, "Prompt tokens (0 = the experiment's default; quant: stream length)")
         ->capture_default_str();

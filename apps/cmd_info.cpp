@@ -51,7 +51,7 @@ void add_info(CLI::App& app) {
                 if (c.head_dim % 8 != 0 || c.head_dim % g != 0) continue;  // the default group does not fit this head
                 f = KvFormat(kv_codec_for(f.k, c.head_dim, "--kv-dtype"));
             }
-            const int64_t b = kv_bytes_per_token(c.n_layer, c.n_kv_head, c.head_dim, f);
+            const auto b = int64_t(kv_bytes_per_token(c.n_layer, c.n_kv_head, c.head_dim, f));
             fmt::print("  {:<14} {:>8} B/token   {} at full context ({} tokens){}\n", kv_format_name(f), b,
                        mib(double(b) * c.n_ctx), c.n_ctx, f.k.axis == KvAxis::None ? "" : ", fp16 scales included");
         }

@@ -25,7 +25,7 @@ struct RunOpts {
     std::string model = "distilgpt2", tokenizer, dtype = "fp32", kv_dtype = "", k_dtype, v_dtype, device = "cpu", csv,
         padding = "none";
     std::vector<std::string> prompts, prompt_ids;
-    int use_cache = 1, batch = 1, prompt_len = 32, max_new = 64, threads = 0, warmup = 1, top_k = 0;
+    int use_cache = 1, batch = 1, prompt_len = 32, max_new = 64, threads = 0, warmup = 1, top_k = 0, kv_residual = 0, kv_sinks = 0;
     bool no_cache = false, json = false, ignore_eos = false, quiet = false;
     float temperature = 0.0f, top_p = 1.0f;
     uint64_t seed = 0;
@@ -66,7 +66,7 @@ void run(const RunOpts& o) {
     DType wt;
     if (!parse_dtype(o.dtype, &wt) || (wt != DType::F32 && wt != DType::F16 && wt != DType::BF16))
         fail("--dtype {}: expected fp32, fp16 or bf16 (or float32, float16, bfloat16)", o.dtype);
-    const KvFormat kt = parse_kv_format(o.kv_dtype, o.k_dtype, o.v_dtype);
+    const KvFormat kt = parse_kv_format(o.kv_dtype, o.k_dtype, o.v_dtype, o.kv_residual, o.kv_sinks);
     if (o.device != "cpu")
         fail("--device {}: this build has no GPU backend; kvscope runs on the CPU (use --device cpu)", o.device);
     if (o.use_cache != 0 && o.use_cache != 1) fail("--use_cache {}: expected 0 or 1", o.use_cache);
@@ -218,8 +218,13 @@ void add_run(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--kv-dtype,--kv_dtype", o->kv_dtype,
                     "KV cache storage of K and V: fp32, fp16, bf16, int8, int4, int2; integers take -gN (channels "
-                    "per fp16 scale, 0 = the row) and -sym/-asym, e.g. int4-g64-sym [fp32; int8 = int8-sym per row, "
-                    "int4/int2 = -g32-asym]");
+                    "per fp16 scale, 0 = the row) or -cN (keys per channel over N tokens) and -sym/-asym, e.g. "
+                    "int4-g64-sym; int4-kivi = keys int4-c32-asym, values int4-g32-asym [fp32; int8 = int8-sym per "
+                    "row, int4/int2 = -g32-asym]");
+    cmd->add_option("--kv-residual", o->kv_residual,
+                    "Keep the most recent N tokens' integer-coded K/V in fp16 (KIVI's window)")->capture_default_str();
+    cmd->add_option("--kv-sinks", o->kv_sinks, "Keep the first N tokens' integer-coded K/V in fp16 (attention sinks)")
+        ->capture_default_str();
     cmd->add_option("--k-dtype", o->k_dtype, "Storage of K alone (overrides --kv-dtype for keys)");
     cmd->add_option("--v-dtype", o->v_dtype, "Storage of V alone (overrides --kv-dtype for values)");
     cmd->add_option("--device", o->device, "cpu (the only backend in this build)")->capture_default_str();

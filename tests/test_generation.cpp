@@ -165,7 +165,7 @@ TEST(Generation, ReadFloorReadsTheStepsWeightsAndKeys) {
         for (int seq = 0; seq < 2; seq++)
             for (int slot = 0; slot < slots; slot++) {
                 for (size_t i = 0; i < k.size(); i++) k[i] = u(rng), v[i] = u(rng);
-                cache.write(il, seq, slot, k.data(), v.data());
+                cache.write(il, seq, slot, 0, k.data(), v.data());
             }
     Gpt2Model model(w, 1, 1, slots);
     for (int seq : {0, 1})

@@ -63,7 +63,7 @@ TEST(KvCache, WriteStoresEachHeadContiguouslyInItsDtype) {
         std::vector<float> k(16), v(16);
         for (auto& x : k) x = nd(rng);
         for (auto& x : v) x = nd(rng);
-        c.write(1, 2, 3, k.data(), v.data());
+        c.write(1, 2, 3, 0, k.data(), v.data());
         for (int h = 0; h < 2; h++)
             for (int i = 0; i < 8; i++) {
                 float gk, gv;

@@ -33,6 +33,7 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
     const KvFormat& fmt = cache.format();
     // K and V in one float type: the float kernels; anything else: the codec kernels.
     const bool float_dt = fmt.is_float(fmt.k.dtype);
+    const bool windowed = cache.windowed();
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int t = 0; t < T; t++) {
         for (int task = 0; task < n_tasks; task++) {
@@ -47,14 +48,26 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
                 const float* q[ops::kMaxHeadGroup];
                 const void *k[ops::kMaxHeadGroup], *v[ops::kMaxHeadGroup];
                 float* out[ops::kMaxHeadGroup];
+                KvRuns kr[ops::kMaxHeadGroup], vr[ops::kMaxHeadGroup];
+                const KvRuns *krp[ops::kMaxHeadGroup], *vrp[ops::kMaxHeadGroup];
                 for (int x = 0; x < n; x++) {
                     const int h = c + x, kvh = h / plan.group;
                     q[x] = qs + int64_t(t) * q_stride + int64_t(h) * hd;
                     k[x] = cache.k(kl, s, kvh);
                     v[x] = cache.v(kl, s, kvh);
                     out[x] = outs + int64_t(t) * out_stride + int64_t(h) * hd;
+                    if (windowed) {
+                        if (x == 0 || kvh != (h - 1) / plan.group) {
+                            cache.runs(0, kl, s, kvh, pad, lo, slot + 1, &kr[x]);
+                            cache.runs(1, kl, s, kvh, pad, lo, slot + 1, &vr[x]);
+                            krp[x] = &kr[x], vrp[x] = &vr[x];
+                        } else {
+                            krp[x] = krp[x - 1], vrp[x] = vrp[x - 1];
+                        }
+                    }
                 }
-                if (float_dt) ops::attend_heads(n, q, k, v, fmt.k.dtype, hd, lo, slot + 1, scale, scores, out);
+                if (windowed) ops::attend_heads_runs(n, q, krp, vrp, hd, lo, slot + 1, scale, scores, out);
+                else if (float_dt) ops::attend_heads(n, q, k, v, fmt.k.dtype, hd, lo, slot + 1, scale, scores, out);
                 else ops::attend_heads_codec(n, q, k, v, fmt.k, fmt.v, hd, lo, slot + 1, scale, scores, out);
             }
         }

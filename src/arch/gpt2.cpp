@@ -58,7 +58,7 @@ void Gpt2Model::forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, fl
         ops::matmul(xn_, T, L.attn_qkv, L.attn_qkv_b, qkv_);                        // [T, 3d]
         for (int t = 0; t < T; t++) {
             const float* q = qkv_ + int64_t(t) * 3 * d;
-            cache.write(kl, ub.seq[t], ub.slot[t], q + d, q + 2 * d);              // K, V of token t
+            cache.write(kl, ub.seq[t], ub.slot[t], seqs.pad(ub.seq[t]), q + d, q + 2 * d);  // K, V of token t
         }
         attend_cached(plan_, ub, cache, seqs, kl, qkv_, 3 * d, att_, d, scores_, max_slots_);  // [T, d]
         ops::matmul(att_, T, L.attn_proj, L.attn_proj_b, tmp_);                     // [T, d]

@@ -60,7 +60,7 @@ void LlamaModel::forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, f
             const float *cs = rope_ + t * hd, *sn = cs + half;
             ops::rope(q, c_.n_head, hd, c_.rope_layout, cs, sn);                       // Q heads
             ops::rope(q + qd, c_.n_kv_head, hd, c_.rope_layout, cs, sn);               // K heads
-            cache.write(kl, ub.seq[t], ub.slot[t], q + qd, q + qd + kvd);             // K, V of token t
+            cache.write(kl, ub.seq[t], ub.slot[t], seqs.pad(ub.seq[t]), q + qd, q + qd + kvd);  // K, V of token t
         }
         attend_cached(plan_, ub, cache, seqs, kl, qkv_, qkv, att_, qd, scores_, max_slots_);  // [T, q]
         ops::matmul(att_, T, L.wo, nullptr, tmp_);                                    // [T, d]

@@ -129,8 +129,7 @@ static GenerateResult run_one(Context& ctx, const Spec& s, Result* r, bool recor
     GenerateResult g = e.generate(s.prompts, go);
     if (record_memory) {
         r->kv_bytes = e.kv_bytes();
-        KvShape ks = {s.use_cache ? m.cfg.n_layer : 1, s.batch(), m.cfg.n_kv_head, e.n_slots(), m.cfg.head_dim, s.kv};
-        r->kv_theory = kv_cache_bytes(ks);
+        r->kv_theory = kv_cache_bytes(engine_kv_shape(m.cfg, eo));
         r->scratch_bytes = e.scratch_bytes();
         r->weight_bytes = m.weights->bytes();
         r->rss_after_setup = rss1;

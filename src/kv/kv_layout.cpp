@@ -1,8 +1,24 @@
 #include "kv/kv_layout.h"
 
+#include <algorithm>
+
 #include "kv/kv_codec.h"
 
 namespace kvscope {
+
+namespace {
+
+bool is_int(const KvCodec& c) { return c.axis != KvAxis::None; }
+
+// Bytes a windowed integer side adds per (layer, sequence, KV head) beyond its n_slots rows.
+int64_t side_extra(const KvShape& s, const KvCodec& c) {
+    if (!s.format.windowed() || !is_int(c)) return 0;
+    int64_t b = (int64_t(s.format.sinks) + kv_ring_rows(s)) * s.head_dim * 2;  // fp16 rows
+    if (c.axis == KvAxis::Channel) b += kv_channel_blocks(c, s.n_slots) * kv_channel_meta_bytes(c, s.head_dim);
+    return b;
+}
+
+}  // namespace
 
 double kv_row_bytes(const KvCodec& c, int head_dim) {
     if (c.axis != KvAxis::Channel) return double(kv_row_stride(c, head_dim));  // what the cache allocates
@@ -20,12 +36,24 @@ KvFormat::KvFormat(DType d) {
     v = k;
 }
 
-int64_t kv_bytes_per_token(int n_layer, int n_kv_head, int head_dim, const KvFormat& f) {
-    return int64_t(n_layer) * n_kv_head * (kv_row_stride(f.k, head_dim) + kv_row_stride(f.v, head_dim));
+int kv_ring_rows(const KvShape& s) {
+    const KvFormat& f = s.format;
+    if (!f.windowed()) return 0;
+    const int chunk = s.max_chunk > 0 ? s.max_chunk : s.n_slots;
+    int g = 0;
+    for (const KvCodec* c : {&f.k, &f.v})
+        if (c->axis == KvAxis::Channel) g = std::max(g, c->group);
+    return std::min(s.n_slots, f.residual + g + chunk);
+}
+
+double kv_bytes_per_token(int n_layer, int n_kv_head, int head_dim, const KvFormat& f) {
+    return double(n_layer) * n_kv_head * (kv_row_bytes(f.k, head_dim) + kv_row_bytes(f.v, head_dim));
 }
 
 int64_t kv_cache_bytes(const KvShape& s) {
-    return kv_bytes_per_token(s.n_layer, s.n_kv_head, s.head_dim, s.format) * s.n_seq * s.n_slots;
+    const int64_t rows = int64_t(s.n_layer) * s.n_seq * s.n_kv_head;
+    const int64_t per_row = kv_row_stride(s.format.k, s.head_dim) + kv_row_stride(s.format.v, s.head_dim);
+    return rows * (per_row * s.n_slots + side_extra(s, s.format.k) + side_extra(s, s.format.v));
 }
 
 }  // namespace kvscope

@@ -25,9 +25,15 @@ struct KvCodec {
 // group of tokens, so they count 1/group per token).
 double kv_row_bytes(const KvCodec& c, int head_dim);
 
-// The storage of keys and of values, chosen separately (an implicit DType is both).
+// The storage of keys and of values, chosen separately (an implicit DType is both), and which
+// rows of an integer side stay in fp16 instead of codes: the first `sinks` real tokens of a
+// sequence (attention sinks) and the most recent `residual` tokens (KIVI's full-precision
+// window). A row leaves the window when the sequence grows past it: a Token row as soon as it
+// is `residual` tokens old, a Channel block of `group` tokens once its newest row is.
 struct KvFormat {
     KvCodec k, v;
+    int residual = 0;
+    int sinks = 0;
     KvFormat() = default;
     // K and V both in d: float types as they are, integer types in their default codec
     // (kv_codec.h: int8 symmetric per row, int4/int2 asymmetric in groups of 32).
@@ -35,6 +41,9 @@ struct KvFormat {
     explicit KvFormat(const KvCodec& c) : k(c), v(c) {}
     KvFormat(const KvCodec& kc, const KvCodec& vc) : k(kc), v(vc) {}
     bool is_float(DType d) const { return k.axis == KvAxis::None && v.axis == KvAxis::None && k.dtype == d && v.dtype == d; }
+    // Some integer rows are held in fp16 before (or instead of) their codes: a window, sinks,
+    // or per-channel keys (a block's scales need all its tokens).
+    bool windowed() const { return residual > 0 || sinks > 0 || k.axis == KvAxis::Channel || v.axis == KvAxis::Channel; }
 };
 
 struct KvShape {
@@ -44,13 +53,39 @@ struct KvShape {
     int n_slots = 0;    // positions per sequence the cache can hold
     int head_dim = 0;
     KvFormat format = DType::F32;
+    int max_chunk = 0;  // most tokens one sequence writes in one forward (0: n_slots); sizes the window ring
 };
+
+// Where the rows of slots [j0, j1) of one KV head live, for attention: `rows` is slot j0's row,
+// rows `stride` bytes apart in `codec`; for a Channel codec j0 starts a block and `meta` is
+// that block's scales (blocks of codec.group rows, kv_channel_meta_bytes apart).
+struct KvRun {
+    const uint8_t* rows = nullptr;
+    const uint8_t* meta = nullptr;
+    KvCodec codec;
+    int64_t stride = 0;
+    int j0 = 0, j1 = 0;
+};
+// A head's slots [lo, hi) as consecutive runs (sinks, codes, the ring, the ring's wrap).
+struct KvRuns {
+    static constexpr int kMax = 4;
+    int n = 0;
+    KvRun r[kMax];
+};
+
+// Rows of a windowed format's fp16 ring per (layer, sequence, KV head): enough for every row a
+// token of the newest chunk may read in fp16 (the window, a partly filled Channel block, the
+// chunk itself), at most n_slots. 0 when the format is not windowed.
+int kv_ring_rows(const KvShape& s);
 
 // n_layer x n_seq x n_slots x n_kv_head x (bytes of a K row + bytes of a V row), a row being
 // head_dim values with their scales (kv_row_stride): for float storage 2 x n_layer x n_seq x
-// n_slots x n_kv_head x head_dim x bytes per element.
+// n_slots x n_kv_head x head_dim x bytes per element. A windowed format adds, per layer,
+// sequence and KV head and integer side, its Channel scales (one block per `group` slots) and
+// fp16 rows for the sinks and the ring.
 int64_t kv_cache_bytes(const KvShape& s);
-// Bytes of K and V for one token of one sequence across all layers.
-int64_t kv_bytes_per_token(int n_layer, int n_kv_head, int head_dim, const KvFormat& f);
+// Bytes of K and V for one token of one sequence across all layers, a Channel codec's scales
+// shared by its block (kv_row_bytes); a window's fp16 rows are a fixed cost, not per token.
+double kv_bytes_per_token(int n_layer, int n_kv_head, int head_dim, const KvFormat& f);
 
 }  // namespace kvscope

@@ -28,6 +28,11 @@ void attend_heads_codec(int n, const float* const* q, const void* const* K, cons
                         const KvCodec& vc, int head_dim, int lo, int hi, float scale, float* scores,
                         float* const* out);
 
+// The same over each head's slots given as runs (KvCache::runs): sinks, codes, the fp16 window,
+// per-channel key blocks, one softmax over all of them. kruns[x] / vruns[x] cover [lo, hi).
+void attend_heads_runs(int n, const float* const* q, const KvRuns* const* kruns, const KvRuns* const* vruns,
+                       int head_dim, int lo, int hi, float scale, float* scores, float* const* out);
+
 // s[lo, hi) <- exp(s - max s); returns 1 / their sum.
 float softmax_inplace(float* s, int lo, int hi);
 
@@ -37,6 +42,9 @@ void attend_head_codec(const float* q, const void* K, const void* V, const KvCod
                        int head_dim, int lo, int hi, float scale, float* out);
 void attend_head(const float* q, const void* K, const void* V, DType dt, int head_dim, int lo, int hi, float scale,
                  float* out);
+// Decodes every run's rows (kv_decode_row, kv_decode_block_row), then attends in double.
+void attend_head_runs(const float* q, const KvRuns& K, const KvRuns& V, int head_dim, int lo, int hi, float scale,
+                      float* out);
 }  // namespace ref
 
 }  // namespace kvscope::ops

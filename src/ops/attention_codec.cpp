@@ -339,7 +339,71 @@ void values_any(Kind k, const float* p, const void* V, const RowGeo& g, int lo, 
     }
 }
 
+// s[j] = scale * q . K[j] over a Channel run: per block, q is folded into the block's
+// per-channel scales once (q'_i = q_i s_i, c = sum q_i m_i), then each row is q' . codes + c.
+template <Kind K>
+void scores_channel(const float* q, const KvRun& run, int hd, float scale, float* s) {
+    const KvCodec& c = run.codec;
+    const int G = c.group;
+    const int64_t mb = kv_channel_meta_bytes(c, hd);
+    const float offset = (!c.zero_point && bits_of(K) < 8) ? float(1 << (bits_of(K) - 1)) : 0.0f;
+    alignas(32) float qs[512];
+    for (int j0 = run.j0; j0 < run.j1; j0 += G) {
+        const auto* sc = reinterpret_cast<const uint16_t*>(run.meta + int64_t((j0 - run.j0) / G) * mb);
+        float cst = 0;
+        for (int i = 0; i < hd; i += 8) {
+            const __m256 si = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + i)));
+            const __m256 qi = _mm256_loadu_ps(q + i);
+            _mm256_store_ps(qs + i, _mm256_mul_ps(qi, si));
+            const __m256 mi = c.zero_point ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc + hd + i)))
+                                           : _mm256_mul_ps(_mm256_set1_ps(-offset), si);
+            cst += simd::hsum(_mm256_mul_ps(qi, mi));
+        }
+        const int j1 = std::min(run.j1, j0 + G);
+        const uint8_t* base = run.rows + int64_t(j0 - run.j0) * run.stride;
+        int j = j0;
+        for (; j + 4 <= j1; j += 4) {
+            const uint8_t* r = base + int64_t(j - j0) * run.stride;
+            _mm_prefetch(reinterpret_cast<const char*>(r) + 2048, _MM_HINT_T0);
+            const __m128 d = mm::hsum4(dot_codes<K>(qs, r, 0, hd), dot_codes<K>(qs, r + run.stride, 0, hd),
+                                       dot_codes<K>(qs, r + 2 * run.stride, 0, hd), dot_codes<K>(qs, r + 3 * run.stride, 0, hd));
+            _mm_storeu_ps(s + j, _mm_mul_ps(_mm_add_ps(d, _mm_set1_ps(cst)), _mm_set1_ps(scale)));
+        }
+        for (; j < j1; j++) s[j] = (simd::hsum(dot_codes<K>(qs, base + int64_t(j - j0) * run.stride, 0, hd)) + cst) * scale;
+    }
+}
+
+void scores_run(const float* q, const KvRun& run, int hd, float scale, float* s) {
+    const Kind k = kind_of(run.codec);
+    if (run.codec.axis == KvAxis::Channel) {
+        switch (k) {
+            case Kind::I8S: scores_channel<Kind::I8S>(q, run, hd, scale, s); return;
+            case Kind::I8A: scores_channel<Kind::I8A>(q, run, hd, scale, s); return;
+            case Kind::I4: scores_channel<Kind::I4>(q, run, hd, scale, s); return;
+            case Kind::I2: scores_channel<Kind::I2>(q, run, hd, scale, s); return;
+            default: fail("attention: per-channel KV codec {} has no kernel", kv_codec_name(run.codec));
+        }
+    }
+    scores_any(k, q, run.rows, geo_of(run.codec, hd), 0, run.j1 - run.j0, scale, s + run.j0);
+}
+
 }  // namespace
+
+void attend_heads_runs(int n, const float* const* q, const KvRuns* const* kruns, const KvRuns* const* vruns, int hd,
+                       int lo, int hi, float scale, float* scores, float* const* out) {
+    if (hd % 8 != 0 || hd > 512) fail("attention: head_dim {} (codec kernels take multiples of 8 up to 512)", hd);
+    for (int x = 0; x < n; x++) {
+        float* s = scores + int64_t(x) * hi;
+        for (int r = 0; r < kruns[x]->n; r++) scores_run(q[x], kruns[x]->r[r], hd, scale, s);
+        const float inv = softmax_inplace(s, lo, hi);
+        for (int i = 0; i < hd; i++) out[x][i] = 0.0f;
+        for (int r = 0; r < vruns[x]->n; r++) {
+            const KvRun& v = vruns[x]->r[r];
+            values_any(kind_of(v.codec), s + v.j0, v.rows, geo_of(v.codec, hd), 0, v.j1 - v.j0, out[x]);
+        }
+        for (int i = 0; i < hd; i++) out[x][i] *= inv;
+    }
+}
 
 void attend_heads_codec(int n, const float* const* q, const void* const* K, const void* const* V, const KvCodec& kc,
                         const KvCodec& vc, int hd, int lo, int hi, float scale, float* scores, float* const* out) {
@@ -377,6 +441,40 @@ void attend_head_codec(const float* q, const void* K, const void* V, const KvCod
         kv_decode_row(vc, hd, static_cast<const uint8_t*>(V) + j * vs, v.data());
         for (int i = 0; i < hd; i++) acc[size_t(i)] += s[size_t(j - lo)] * v[size_t(i)];
     }
+    for (int i = 0; i < hd; i++) out[i] = float(acc[size_t(i)] / sum);
+}
+
+namespace {
+
+// Row j of a run, decoded.
+void decode_run_row(const KvRun& run, int hd, int j, float* x) {
+    const uint8_t* row = run.rows + int64_t(j - run.j0) * run.stride;
+    if (run.codec.axis == KvAxis::Channel)
+        kv_decode_block_row(run.codec, hd, row,
+                            run.meta + int64_t((j - run.j0) / run.codec.group) * kv_channel_meta_bytes(run.codec, hd), x);
+    else kv_decode_row(run.codec, hd, row, x);
+}
+
+}  // namespace
+
+void attend_head_runs(const float* q, const KvRuns& K, const KvRuns& V, int hd, int lo, int hi, float scale, float* out) {
+    std::vector<float> x(static_cast<size_t>(hd));
+    std::vector<double> s(size_t(hi), 0.0), acc(size_t(hd), 0.0);
+    double mx = -INFINITY, sum = 0;
+    for (int r = 0; r < K.n; r++)
+        for (int j = K.r[r].j0; j < K.r[r].j1; j++) {
+            decode_run_row(K.r[r], hd, j, x.data());
+            double d = 0;
+            for (int i = 0; i < hd; i++) d += double(q[i]) * x[size_t(i)];
+            s[size_t(j)] = d * scale;
+            mx = std::max(mx, s[size_t(j)]);
+        }
+    for (int j = lo; j < hi; j++) sum += (s[size_t(j)] = std::exp(s[size_t(j)] - mx));
+    for (int r = 0; r < V.n; r++)
+        for (int j = V.r[r].j0; j < V.r[r].j1; j++) {
+            decode_run_row(V.r[r], hd, j, x.data());
+            for (int i = 0; i < hd; i++) acc[size_t(i)] += s[size_t(j)] * x[size_t(i)];
+        }
     for (int i = 0; i < hd; i++) out[i] = float(acc[size_t(i)] / sum);
 }
 

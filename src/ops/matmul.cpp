@@ -26,6 +26,7 @@ int64_t gemv_max_rows(DType dtype) {
 void reserve_matmul(int64_t m, int64_t n_in) { reserve_gemm_rows(m, n_in); }
 
 void matmul(const float* x, int64_t m, const WeightView& w, const float* bias, float* y) {
+    if (m == 0) return;
     if (w.dtype != DType::F32 && w.dtype != DType::F16 && w.dtype != DType::BF16)
         fail("matmul: weight dtype {} is not supported (expected fp32, fp16 or bf16)", dtype_name(w.dtype));
     if (w.layout == Layout::Packed || m <= gemv_max_rows(w.dtype)) gemv(x, m, w, bias, y);

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "kv/kv_codec.h"
 
 namespace kvscope {
 
@@ -29,8 +30,7 @@ Engine::Engine(const Weights& w, const EngineOptions& opt) : w_(w), opt_(opt) {
     if (c.sliding_window > 0 && n_slots_ > c.sliding_window)
         fail("prompt + --max-new-tokens = {} positions: past this model's sliding attention window ({}), which "
              "kvscope does not implement", n_slots_, c.sliding_window);
-    KvShape ks{opt.use_cache ? c.n_layer : 1, opt.n_seq, c.n_kv_head, n_slots_, c.head_dim, opt.kv_dtype};
-    cache_ = std::make_unique<KvCache>(ks);
+    cache_ = std::make_unique<KvCache>(engine_kv_shape(c, opt));
     seqs_ = std::make_unique<KvSeqs>(opt.n_seq, n_slots_);
     // With the cache a forward holds at most the (padded) prompts; without it, whole sequences.
     const int max_tok = opt.n_seq * (opt.use_cache ? opt.max_prompt : n_slots_);
@@ -42,6 +42,24 @@ Engine::Engine(const Weights& w, const EngineOptions& opt) : w_(w), opt_(opt) {
     slot_.resize(size_t(max_tok));
     pos_.resize(size_t(max_tok));
     out_.resize(size_t(max_out));
+    if (cache_->windowed() && cache_->shape().max_chunk < n_slots_) {
+        staged_tok_.resize(size_t(max_tok));
+        staged_seq_.resize(size_t(max_tok));
+        staged_slot_.resize(size_t(max_tok));
+        staged_pos_.resize(size_t(max_tok));
+        staged_out_.resize(size_t(max_out));
+        seq_count_.resize(size_t(opt.n_seq));
+        seq_done_.resize(size_t(opt.n_seq));
+    }
+}
+
+KvShape engine_kv_shape(const ModelConfig& c, const EngineOptions& opt) {
+    const int n_slots = opt.max_prompt + opt.max_new_tokens;
+    KvShape ks{opt.use_cache ? c.n_layer : 1, opt.n_seq, c.n_kv_head, n_slots, c.head_dim, opt.kv_dtype};
+    // A windowed cache's ring holds one chunk: the prefill runs in chunks of kPrefillChunk
+    // tokens per sequence. Without the cache every step recomputes whole sequences in one forward.
+    ks.max_chunk = opt.kv_dtype.windowed() && opt.use_cache && !opt.all_logits ? std::min(n_slots, kPrefillChunk) : n_slots;
+    return ks;
 }
 
 int64_t Engine::scratch_bytes() const {
@@ -54,6 +72,9 @@ Engine::TimedSteps Engine::time_steps(const std::vector<int32_t>& prompt, const 
     const int len = int(prompt.size());
     if (opt_.n_seq != 1 || !opt_.use_cache || len < 1 || len > opt_.max_prompt)
         fail("internal: time_steps needs a batch-1 cached engine set up for {} tokens", len);
+    if (cache_->windowed())
+        fail("KV format {}: steps at chosen depths rewrite cached slots, which a window or per-channel keys do not allow; "
+             "measure it with generation (kvscope run, exp quant)", kv_format_name(opt_.kv_dtype));
     for (int32_t t : prompt)
         if (t < 0 || t >= c.n_vocab) fail("token id {} is outside the vocabulary (0..{})", t, c.n_vocab - 1);
     for (const DepthStep& s : steps)
@@ -88,6 +109,43 @@ Engine::TimedSteps Engine::time_steps(const std::vector<int32_t>& prompt, const 
     }
     g_read_sink = sum;
     return r;
+}
+
+void Engine::run_staged(int n_out) {
+    const int C = cache_->shape().max_chunk;
+    if (staged_tok_.empty()) return run(n_out);
+    std::fill(seq_count_.begin(), seq_count_.end(), 0);
+    for (int i = 0; i < n_tok_; i++) seq_count_[size_t(seq_[size_t(i)])]++;
+    int most = 0;
+    for (int n : seq_count_) most = std::max(most, n);
+    if (most <= C) return run(n_out);
+    // Each sequence's staged tokens (in slot order) go out in chunks aligned to its end, so the
+    // last chunk holds every sequence's last token: the only ones whose logits are asked for.
+    const int n = n_tok_;
+    std::copy_n(tok_.begin(), n, staged_tok_.begin());
+    std::copy_n(seq_.begin(), n, staged_seq_.begin());
+    std::copy_n(slot_.begin(), n, staged_slot_.begin());
+    std::copy_n(pos_.begin(), n, staged_pos_.begin());
+    std::copy_n(out_.begin(), n_out, staged_out_.begin());
+    const int n_chunks = (most + C - 1) / C;
+    for (int ch = 0; ch < n_chunks; ch++) {
+        const bool last = ch == n_chunks - 1;
+        std::fill(seq_done_.begin(), seq_done_.end(), 0);  // tokens of each sequence seen so far
+        n_tok_ = 0;
+        for (int i = 0; i < n; i++) {
+            const int b = staged_seq_[size_t(i)], k = seq_done_[size_t(b)]++;
+            const int from = seq_count_[size_t(b)] - (n_chunks - ch) * C;  // this chunk: its tokens [from, from + C)
+            if (k < from || k >= from + C) continue;
+            for (int o = 0; last && o < n_out; o++)
+                if (staged_out_[size_t(o)] == i) out_[size_t(o)] = n_tok_;
+            tok_[size_t(n_tok_)] = staged_tok_[size_t(i)];
+            seq_[size_t(n_tok_)] = b;
+            slot_[size_t(n_tok_)] = staged_slot_[size_t(i)];
+            pos_[size_t(n_tok_)] = staged_pos_[size_t(i)];
+            n_tok_++;
+        }
+        run(last ? n_out : 0);
+    }
 }
 
 void Engine::run(int n_out) {
@@ -180,7 +238,7 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
     }
     r.padded_tokens = 0;
     for (int b = 0; b < B; b++) r.padded_tokens += pad_of(b);
-    run(B);
+    run_staged(B);
     r.tokens_generated += commit();
     r.prefill_ms = ms_since(t_start);
 
@@ -249,7 +307,7 @@ std::vector<float> Engine::forced_logits(const std::vector<int32_t>& prompt, con
     if (forced.empty()) return out;
     stage_single(prompt);
     out_[0] = n_tok_ - 1;
-    run(1);
+    run_staged(1);
     std::copy(logits_.begin(), logits_.begin() + c.n_vocab, out.begin());
     for (size_t i = 0; i + 1 < forced.size(); i++) {
         tok_[0] = forced[i];

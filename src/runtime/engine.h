@@ -43,6 +43,12 @@ struct GenerateResult {
     int64_t padded_tokens = 0;                 // padding tokens computed during prefill
 };
 
+// Tokens per sequence per forward when a windowed KV format (a full-precision window, sinks or
+// per-channel keys) prefills: its fp16 ring then holds the window plus one chunk.
+constexpr int kPrefillChunk = 32;
+// The cache an engine with these options allocates (the harness predicts it with the same call).
+KvShape engine_kv_shape(const ModelConfig& c, const EngineOptions& opt);
+
 class Engine {
 public:
     Engine(const Weights& w, const EngineOptions& opt);
@@ -83,6 +89,9 @@ public:
 
 private:
     void run(int n_out);  // forward of the tokens staged in tok_/seq_/slot_/pos_
+    // The same in chunks of the cache's max_chunk tokens per sequence when it is smaller than
+    // what is staged; out_ must name each sequence's last staged token.
+    void run_staged(int n_out);
     void stage_single(const std::vector<int32_t>& prompt);  // sequence 0 from scratch, slots = positions
 
     const Weights& w_;
@@ -95,6 +104,8 @@ private:
     std::vector<int32_t> tok_;                        // staged ubatch, capacity fixed at setup
     std::vector<int> seq_, slot_, pos_, out_;
     int n_tok_ = 0, n_out_ = 0;
+    std::vector<int32_t> staged_tok_;                 // run_staged's copy of a whole prefill
+    std::vector<int> staged_seq_, staged_slot_, staged_pos_, staged_out_, seq_count_, seq_done_;
 };
 
 }  // namespace kvscope
