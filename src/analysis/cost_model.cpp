@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "analysis/cost_model.h"
 
 #include "kv/kv_layout.h"
@@ -34,6 +35,22 @@ double weight_bytes_per_step(const ModelConfig& c, DType w) {
     return mats * dtype_size(w) + vector_params_per_step(c) * 4.0;
 }
 
+namespace {
+
+// Bytes a decode step reads over `keys` cached tokens of one sequence. A windowed format reads
+// its sinks and its newest `residual` tokens as fp16 rows on each integer side, the rest as codes.
+double kv_read_per_seq(const ModelConfig& c, const KvFormat& kv, double keys) {
+    const double kvpt = kv_bytes_per_token(c.n_layer, c.n_kv_head, c.head_dim, kv);
+    if (!kv.windowed()) return keys * kvpt;
+    KvFormat full = kv;
+    for (KvCodec* side : {&full.k, &full.v})
+        if (side->axis != KvAxis::None) *side = KvFormat(DType::F16).k;
+    const double n_full = std::min(keys, double(kv.residual + kv.sinks));
+    return n_full * kv_bytes_per_token(c.n_layer, c.n_kv_head, c.head_dim, full) + (keys - n_full) * kvpt;
+}
+
+}  // namespace
+
 Cost decode_step_cost(const ModelConfig& c, DType w, const KvFormat& kv, int batch, int ctx) {
     Cost k;
     const double keys = double(ctx) + 1.0;  // the cached tokens and the new one
@@ -41,7 +58,7 @@ Cost decode_step_cost(const ModelConfig& c, DType w, const KvFormat& kv, int bat
     k.flops_matmul = batch * matmul_flops_per_token(c, true);
     k.flops_attn = batch * c.n_layer * 4.0 * c.n_head * c.head_dim * keys;
     k.bytes_weights = weight_bytes_per_step(c, w);
-    k.bytes_kv_read = batch * keys * kvpt;
+    k.bytes_kv_read = batch * kv_read_per_seq(c, kv, keys);
     k.bytes_kv_write = batch * kvpt;
     return k;
 }

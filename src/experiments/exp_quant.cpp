@@ -47,11 +47,15 @@ std::vector<Stream> make_streams(Context& ctx, int len, int n_sampled) {
     return out;
 }
 
+// Per-token codecs at each width, then KIVI (keys per channel in blocks of 32 tokens, values
+// per token) at 4 and 2 bits, bare and with a 32-token fp16 window and 4 sinks, next to int2
+// per token with the same window: what the window buys and what per-channel keys buy.
 std::vector<KvFormat> default_schemes() {
-    auto c = [](const char* s) { return parse_kv_codec(s, "--kv-dtypes"); };
-    return {KvFormat(c("fp32")),     KvFormat(c("fp16")),     KvFormat(c("bf16")),
-            KvFormat(c("int8")),     KvFormat(c("int8-asym")), KvFormat(c("int4")),
-            KvFormat(c("int4-sym")), KvFormat(c("int2")),     KvFormat(c("int8"), c("int4"))};
+    std::vector<KvFormat> out;
+    for (const char* s : {"fp32", "fp16", "bf16", "int8", "int8-asym", "int4", "int4-sym", "int2", "int8/int4",
+                          "int4-kivi", "int2-kivi", "int4-kivi+r32+s4", "int2-kivi+r32+s4", "int2+r32+s4"})
+        out.push_back(parse_kv_format_spec(s, "--kv-dtypes"));
+    return out;
 }
 
 }  // namespace
@@ -62,7 +66,10 @@ void run_quant(Context& ctx, const Grid& g) {
     std::vector<KvFormat> schemes;
     for (const KvFormat& f : g.kv_dtypes.empty() ? default_schemes() : g.kv_dtypes) {
         try {
-            schemes.push_back({kv_codec_for(f.k, c.head_dim, "--kv-dtypes"), kv_codec_for(f.v, c.head_dim, "--kv-dtypes")});
+            KvFormat fit = f;
+            fit.k = kv_codec_for(f.k, c.head_dim, "--kv-dtypes");
+            fit.v = kv_codec_for(f.v, c.head_dim, "--kv-dtypes");
+            schemes.push_back(fit);
         } catch (const std::runtime_error& e) {
             std::fprintf(stderr, "[exp quant] skipped: %s\n", e.what());
         }
@@ -140,14 +147,21 @@ void run_quant(Context& ctx, const Grid& g) {
         const KvFormat& f = schemes[i];
         const Accuracy& all = acc[i];
         const Accuracy* by_kind[2] = {&acc_sampled[i], &acc_greedy[i]};
-        const int64_t per_token = kv_bytes_per_token(c.n_layer, c.n_kv_head, c.head_dim, f);
-        const int64_t mha = kv_bytes_per_token(c.n_layer, c.n_head, c.head_dim, f);
+        const double per_token = kv_bytes_per_token(c.n_layer, c.n_kv_head, c.head_dim, f);
+        const double mha = kv_bytes_per_token(c.n_layer, c.n_head, c.head_dim, f);
+        // What the engine allocates for B sequences of S positions (a window's fp16 rows included).
+        EngineOptions eo;
+        eo.n_seq = B;
+        eo.max_prompt = S - N;
+        eo.max_new_tokens = N;
+        eo.kv_dtype = f;
+        const int64_t cache_bytes = kv_cache_bytes(engine_kv_shape(c, eo));
         const Cost cost = decode_step_cost(c, DType::F32, f, B, S - N / 2);
         const double floor_ms = bw > 0 ? cost.bytes() / (bw * 1e9) * 1e3 : 0;
         auto row = common_row(ctx, "quant", grid[r], res[r]);
         row.insert(row.end(),
-                   {kv_codec_name(f.k), kv_codec_name(f.v), std::to_string(S), std::to_string(per_token),
-                    std::to_string(mha), std::to_string(per_token * int64_t(B) * S), fmt_num(floor_ms),
+                   {kv_codec_name(f.k), kv_codec_name(f.v), std::to_string(S), fmt_num(per_token),
+                    fmt_num(mha), std::to_string(cache_bytes), fmt_num(floor_ms),
                     fmt_num(floor_ms > 0 ? res[r].step_ms.median / floor_ms : 0), std::to_string(streams.size()),
                     std::to_string(stream_tokens), fmt_num(all.kl_mean()), fmt_num(all.kl_max), fmt_num(all.top1()),
                     fmt_num(all.max_abs), fmt_num(all.ppl_ref()), fmt_num(all.ppl()),

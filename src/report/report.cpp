@@ -118,7 +118,9 @@ const std::map<std::string, Experiment>& experiments() {
         {"quant",
          {"Quantized KV cache",
           "Each storage scheme of the KV cache (float types, and integer codes with fp16 scales per row or per group "
-          "of channels, symmetric or with a minimum): bytes per token with the scales, decode time per step at long "
+          "of channels, or keys per channel over blocks of tokens as KIVI does (`-cN`), symmetric or with a minimum; "
+          "`+rN` keeps the newest N tokens in fp16, `+sN` the first N): bytes per token with the scales, decode time "
+          "per step at long "
           "context and batch next to the step's bandwidth floor (its bytes / the measured read bandwidth), and the "
           "accuracy against the fp32 cache on the same tokens by teacher forcing: KL divergence of the next-token "
           "distributions (KL mean, per step), top-1 agreement, the largest logit error, and perplexity over the "
