@@ -5,6 +5,7 @@
 
 #include "analysis/cost_model.h"
 #include "analysis/stats.h"
+#include "kv/kv_codec.h"
 #include "model/gpt2_weights.h"
 
 using namespace kvscope;
@@ -80,4 +81,15 @@ TEST(CostModel, TinyLlamaBytesAndFlopsPerDecodeToken) {
     Cost k = decode_step_cost(c, DType::BF16, DType::F16, 1, 99);
     EXPECT_EQ(k.flops_attn, 22.0 * 32 * 64 * 100 * 4);          // every query head attends
     EXPECT_EQ(k.bytes_kv_read, 100.0 * 2 * 22 * 4 * 64 * 2);    // 4 KV heads are read
+}
+
+// A windowed format's step reads its sinks and window as fp16 rows and the rest as codes.
+// distilgpt2: 6 layers x 12 heads x 64 channels; int8 per token: 64 codes + a 2-byte scale.
+TEST(CostModel, AWindowIsReadAsFp16) {
+    ModelConfig c = distil();
+    const KvFormat f = parse_kv_format_spec("int8+r32+s4", "--kv-dtypes");
+    const double fp16_tok = 2.0 * 6 * 12 * 64 * 2, int8_tok = 2.0 * 6 * 12 * (64 + 2);
+    EXPECT_DOUBLE_EQ(decode_step_cost(c, DType::F32, f, 2, 9).bytes_kv_read, 2 * 10 * fp16_tok);  // all in the window
+    EXPECT_DOUBLE_EQ(decode_step_cost(c, DType::F32, f, 2, 99).bytes_kv_read, 2 * (36 * fp16_tok + 64 * int8_tok));
+    EXPECT_DOUBLE_EQ(decode_step_cost(c, DType::F32, DType::F16, 2, 99).bytes_kv_read, 2 * 100 * fp16_tok);
 }
