@@ -13,6 +13,7 @@
 #include "model/loader.h"
 #include "ops/attention.h"
 #include "runtime/engine.h"
+#include "test_stories.h"
 #include "test_util.h"
 
 using namespace kvscope;
@@ -194,31 +195,6 @@ TEST(KvCodec, AttentionOverEncodedRowsMatchesTheScalarReference) {
             }
 }
 
-namespace {
-
-const Model& stories() {
-    static const Model m =
-        load_model((std::filesystem::path(test::shared_dir()) / "models/stories260K/stories260K.bin").string(), DType::F32);
-    return m;
-}
-
-std::vector<std::vector<int32_t>> generate(const KvFormat& f, bool cache, const std::vector<std::vector<int32_t>>& prompts,
-                                           int n) {
-    EngineOptions eo;
-    eo.n_seq = int(prompts.size());
-    eo.max_prompt = 0;
-    for (const auto& p : prompts) eo.max_prompt = std::max(eo.max_prompt, int(p.size()));
-    eo.max_new_tokens = n;
-    eo.use_cache = cache;
-    eo.kv_dtype = f;
-    Engine e(*stories().weights, eo);
-    GenerateOptions go;
-    go.max_new_tokens = n;
-    go.stop_at_eos = false;
-    return e.generate(prompts, go).tokens;
-}
-
-}  // namespace
 
 // Real weights, real text: every codec gives the same greedy tokens with the cache on and
 // off (the no-cache path recomputes through a scratch cache in the same codec), and a
@@ -227,11 +203,11 @@ TEST(KvCodec, GreedyTokensCacheOnEqualsOffAndBatchEqualsAloneOnStories260K) {
     const std::vector<int32_t> a = {1, 403, 407, 261, 378}, b = {1, 79, 263, 307};
     for (const char* name : {"int8", "int4", "int2", "int4-sym"}) {
         const KvFormat f(parse_kv_codec(name, "x"));
-        const auto on = generate(f, true, {a}, 60), off = generate(f, false, {a}, 60);
+        const auto on = test::stories_greedy(f, true, {a}, 60), off = test::stories_greedy(f, false, {a}, 60);
         EXPECT_EQ(on, off) << name;
-        const auto both = generate(f, true, {a, b}, 40), alone_b = generate(f, true, {b}, 40);
+        const auto both = test::stories_greedy(f, true, {a, b}, 40), alone_b = test::stories_greedy(f, true, {b}, 40);
         EXPECT_EQ(both[1], alone_b[0]) << name;
     }
     const KvFormat mixed(parse_kv_codec("int8", "k"), parse_kv_codec("int4", "v"));
-    EXPECT_EQ(generate(mixed, true, {a}, 60), generate(mixed, false, {a}, 60));
+    EXPECT_EQ(test::stories_greedy(mixed, true, {a}, 60), test::stories_greedy(mixed, false, {a}, 60));
 }

@@ -15,6 +15,7 @@
 #include "model/loader.h"
 #include "ops/attention.h"
 #include "runtime/engine.h"
+#include "test_stories.h"
 #include "test_util.h"
 
 using namespace kvscope;
@@ -166,32 +167,6 @@ TEST(KvWindow, RunsSplitTheHistoryAndAttentionMatchesTheReference) {
     }
 }
 
-namespace {
-
-const Model& stories() {
-    static const Model m =
-        load_model((std::filesystem::path(test::shared_dir()) / "models/stories260K/stories260K.bin").string(), DType::F32);
-    return m;
-}
-
-std::vector<std::vector<int32_t>> generate(const KvFormat& f, bool cache, const std::vector<std::vector<int32_t>>& prompts,
-                                           int n, bool left_pad = false) {
-    EngineOptions eo;
-    eo.n_seq = int(prompts.size());
-    eo.max_prompt = 0;
-    for (const auto& p : prompts) eo.max_prompt = std::max(eo.max_prompt, int(p.size()));
-    eo.max_new_tokens = n;
-    eo.use_cache = cache;
-    eo.left_pad = left_pad;
-    eo.kv_dtype = f;
-    Engine e(*stories().weights, eo);
-    GenerateOptions go;
-    go.max_new_tokens = n;
-    go.stop_at_eos = false;
-    return e.generate(prompts, go).tokens;
-}
-
-}  // namespace
 
 // Greedy tokens with the cache on (prefill in chunks, then one token per step) equal a full
 // recompute at every step (one forward per sequence) for each windowed format; a sequence in a
@@ -201,9 +176,9 @@ TEST(KvWindow, GreedyTokensCacheOnEqualsOffAndBatchEqualsAloneOnStories260K) {
     for (int i = 0; i < 70; i++) a.push_back(int32_t(300 + (i * 37) % 200));  // 75 tokens: three prefill chunks
     for (const char* name : {"int4-kivi+r16+s4", "int2-kivi", "int2-kivi+r32", "int8+r8+s2", "int4-c32-asym/fp16"}) {
         const KvFormat f = spec(name);
-        const auto on = generate(f, true, {a}, 50), off = generate(f, false, {a}, 50);
+        const auto on = test::stories_greedy(f, true, {a}, 50), off = test::stories_greedy(f, false, {a}, 50);
         EXPECT_EQ(on, off) << name;
-        const auto both = generate(f, true, {a, b}, 40, true), alone_b = generate(f, true, {b}, 40);
+        const auto both = test::stories_greedy(f, true, {a, b}, 40, true), alone_b = test::stories_greedy(f, true, {b}, 40);
         EXPECT_EQ(both[1], alone_b[0]) << name;
     }
 }
@@ -221,7 +196,7 @@ TEST(KvWindow, AWindowLongerThanTheStreamIsAnFp16Cache) {
         eo.max_prompt = int(prompt.size());
         eo.max_new_tokens = int(forced.size());
         eo.kv_dtype = f;
-        Engine e(*stories().weights, eo);
+        Engine e(*test::stories260k().weights, eo);
         return e.forced_logits(prompt, forced);
     };
     auto worst = [](const std::vector<float>& a, const std::vector<float>& b) {
