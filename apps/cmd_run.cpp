@@ -23,10 +23,11 @@ namespace {
 
 struct RunOpts {
     std::string model = "distilgpt2", tokenizer, dtype = "fp32", kv_dtype = "", k_dtype, v_dtype, device = "cpu", csv,
-        padding = "none";
+        padding = "none", kv_layout = "contiguous";
     std::vector<std::string> prompts, prompt_ids;
-    int use_cache = 1, batch = 1, prompt_len = 32, max_new = 64, threads = 0, warmup = 1, top_k = 0, kv_residual = 0, kv_sinks = 0;
-    bool no_cache = false, json = false, ignore_eos = false, quiet = false;
+    int use_cache = 1, batch = 1, prompt_len = 32, max_new = 64, threads = 0, warmup = 1, top_k = 0, kv_residual = 0, kv_sinks = 0,
+        kv_block = 16;
+    bool no_cache = false, prefix_cache = false, json = false, ignore_eos = false, quiet = false;
     float temperature = 0.0f, top_p = 1.0f;
     uint64_t seed = 0;
 };
@@ -71,6 +72,11 @@ void run(const RunOpts& o) {
         fail("--device {}: this build has no GPU backend; kvscope runs on the CPU (use --device cpu)", o.device);
     if (o.use_cache != 0 && o.use_cache != 1) fail("--use_cache {}: expected 0 or 1", o.use_cache);
     if (o.padding != "none" && o.padding != "left") fail("--padding {}: expected none or left", o.padding);
+    if (o.kv_layout != "contiguous" && o.kv_layout != "paged")
+        fail("--kv-layout {}: expected contiguous or paged", o.kv_layout);
+    const bool paged = o.kv_layout == "paged";
+    if (paged && (o.kv_block < 1 || o.kv_block > 4096)) fail("--kv-block {}: expected 1 to 4096 tokens per block", o.kv_block);
+    if (o.prefix_cache && !paged) fail("--prefix-cache: needs --kv-layout paged (blocks are what is shared)");
     if (o.batch < 1) fail("--batch-size {}: expected at least 1", o.batch);
     if (o.max_new < 1) fail("--max-new-tokens {}: expected at least 1", o.max_new);
     if (o.prompt_len < 1) fail("--prompt-len {}: expected at least 1", o.prompt_len);
@@ -109,6 +115,8 @@ void run(const RunOpts& o) {
     eo.use_cache = use_cache;
     eo.left_pad = o.padding == "left";
     eo.kv_dtype = kt;
+    eo.kv_block = paged ? o.kv_block : 0;
+    eo.prefix_cache = o.prefix_cache;
     if (max_prompt + o.max_new > c.n_ctx)
         fail("prompt ({} tokens) + --max-new-tokens ({}) = {} exceeds the context window of {} ({} positions)",
              max_prompt, o.max_new, max_prompt + o.max_new, o.model, c.n_ctx);
@@ -149,6 +157,14 @@ void run(const RunOpts& o) {
         j["weights"] = m.weights_kind();
         j["dtype"] = dtype_name(wt);
         j["kv_dtype"] = kv_format_name(kt);
+        j["kv_layout"] = o.kv_layout;
+        if (paged) {
+            j["kv_block"] = o.kv_block;
+            j["kv_blocks"] = engine.block_pool()->n_blocks();
+            j["prefix_cache"] = o.prefix_cache;
+            j["prefix_tokens_reused"] = r.prefix_tokens_reused;
+            j["prompt_tokens_total"] = r.prompt_tokens;
+        }
         j["device"] = "cpu";
         j["use_cache"] = use_cache;
         j["batch_size"] = o.batch;
@@ -197,6 +213,14 @@ void run(const RunOpts& o) {
     fmt::print("model {} ({}, weights={}, {}), dtype {}, kv {}, cache {}, batch {}, prompt {} tokens, {} threads\n", o.model,
                arch_name(c.arch), m.weights_kind(), m.source.how, dtype_name(wt), kv_format_name(kt),
                use_cache ? "on" : "off", o.batch, max_prompt, threads);
+    if (paged) {
+        const KvBlockPool& pool = *engine.block_pool();
+        fmt::print("KV layout paged: {} blocks of {} tokens; {} blocks cached for prefix reuse, {} evicted\n",
+                   pool.n_blocks(), pool.block_tokens(), pool.n_cached(), pool.evictions());
+    }
+    if (o.prefix_cache)
+        fmt::print("prefix cache: {} of {} prompt tokens taken from cached blocks, not prefilled ({} prefill forwards)\n",
+                   r.prefix_tokens_reused, r.prompt_tokens, r.prefill_forwards);
     fmt::print("prefill (time to first token) {:.2f} ms\n", r.prefill_ms);
     fmt::print("decode {:.1f} tokens/s, per step p50 {:.3f} ms, p95 {:.3f} ms ({} steps)\n", decode_tok_s, st.median,
                st.p95, r.step_ms.size());
@@ -225,6 +249,14 @@ void add_run(CLI::App& app) {
                     "Keep the most recent N tokens' integer-coded K/V in fp16 (KIVI's window)")->capture_default_str();
     cmd->add_option("--kv-sinks", o->kv_sinks, "Keep the first N tokens' integer-coded K/V in fp16 (attention sinks)")
         ->capture_default_str();
+    cmd->add_option("--kv-layout", o->kv_layout,
+                    "contiguous (each sequence reserves its whole length) or paged (a pool of blocks, each sequence "
+                    "a block table; fp32/fp16/bf16 and per-token integer codecs)")
+        ->capture_default_str();
+    cmd->add_option("--kv-block", o->kv_block, "Paged layout: tokens per block")->capture_default_str();
+    cmd->add_flag("--prefix-cache", o->prefix_cache,
+                  "Paged layout: prompts reuse cached blocks of a shared prefix (hash of parent block and tokens) and "
+                  "prefill only the rest");
     cmd->add_option("--k-dtype", o->k_dtype, "Storage of K alone (overrides --kv-dtype for keys)");
     cmd->add_option("--v-dtype", o->v_dtype, "Storage of V alone (overrides --kv-dtype for values)");
     cmd->add_option("--device", o->device, "cpu (the only backend in this build)")->capture_default_str();

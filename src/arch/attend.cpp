@@ -33,7 +33,8 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
     const KvFormat& fmt = cache.format();
     // K and V in one float type: the float kernels; anything else: the codec kernels.
     const bool float_dt = fmt.is_float(fmt.k.dtype);
-    const bool windowed = cache.windowed();
+    // A window, sinks, per-channel keys or a paged layout: each head's slots as runs.
+    const bool windowed = cache.windowed() || cache.paged();
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int t = 0; t < T; t++) {
         for (int task = 0; task < n_tasks; task++) {
@@ -48,13 +49,15 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
                 const float* q[ops::kMaxHeadGroup];
                 const void *k[ops::kMaxHeadGroup], *v[ops::kMaxHeadGroup];
                 float* out[ops::kMaxHeadGroup];
-                KvRuns kr[ops::kMaxHeadGroup], vr[ops::kMaxHeadGroup];
+                thread_local KvRuns kr[ops::kMaxHeadGroup], vr[ops::kMaxHeadGroup];
                 const KvRuns *krp[ops::kMaxHeadGroup], *vrp[ops::kMaxHeadGroup];
                 for (int x = 0; x < n; x++) {
                     const int h = c + x, kvh = h / plan.group;
                     q[x] = qs + int64_t(t) * q_stride + int64_t(h) * hd;
-                    k[x] = cache.k(kl, s, kvh);
-                    v[x] = cache.v(kl, s, kvh);
+                    if (!windowed) {
+                        k[x] = cache.k(kl, s, kvh);
+                        v[x] = cache.v(kl, s, kvh);
+                    }
                     out[x] = outs + int64_t(t) * out_stride + int64_t(h) * hd;
                     if (windowed) {
                         if (x == 0 || kvh != (h - 1) / plan.group) {
@@ -86,6 +89,22 @@ uint32_t read_kv(const AttnPlan& plan, const KvCache& cache, int kl, int seq, in
     if (keys < 1 || keys > ks.n_slots) fail("read_step: {} keys; the cache holds 1 to {} per sequence", keys, ks.n_slots);
     const int64_t k_bytes = int64_t(keys) * cache.k_stride(), v_bytes = int64_t(keys) * cache.v_stride();
     uint32_t total = 0;
+    if (cache.paged()) {  // block by block, as attention reads it
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : total)
+        for (int task = 0; task < plan.n_tasks(); task++) {
+            thread_local KvRuns runs;
+            const int h1 = std::min(plan.n_kv_head, (task + 1) * plan.kv_per_task);
+            for (int side = 0; side < 2; side++)
+                for (int h = task * plan.kv_per_task; h < h1; h++) {
+                    cache.runs(side, kl, seq, h, 0, 0, keys, &runs);
+                    for (int r = 0; r < runs.n; r++) {
+                        const KvRun& run = runs.r[size_t(r)];
+                        total += ops::read_words(run.rows, int64_t(run.j1 - run.j0) * run.stride);
+                    }
+                }
+        }
+        return total;
+    }
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : total)
     for (int task = 0; task < plan.n_tasks(); task++) {
         const int h1 = std::min(plan.n_kv_head, (task + 1) * plan.kv_per_task);

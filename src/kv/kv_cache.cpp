@@ -5,6 +5,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "kv/kv_blocks.h"
 #include "kv/kv_codec.h"
 
 namespace kvscope {
@@ -15,6 +16,10 @@ KvCache::KvCache(const KvShape& shape) : s_(shape) {
     if (s_.format.v.axis == KvAxis::Channel) fail("--v-dtype {}: values are quantized per token, not per channel", kv_codec_name(s_.format.v));
     s_.format.k = kv_codec_for(s_.format.k, s_.head_dim, "--k-dtype");
     s_.format.v = kv_codec_for(s_.format.v, s_.head_dim, "--v-dtype");
+    if (s_.paged() && s_.format.windowed())
+        fail("--kv-layout paged: KV format {} keeps a window, sinks or per-channel keys per sequence; the paged "
+             "layout takes fp32, fp16, bf16 and per-token integer codecs", kv_format_name(s_.format));
+    if (s_.paged() && s_.n_blocks < 1) fail("--kv-layout paged: the pool needs at least one block");
     stride_[0] = kv_row_stride(s_.format.k, s_.head_dim);
     stride_[1] = kv_row_stride(s_.format.v, s_.head_dim);
     ring_ = kv_ring_rows(s_);
@@ -23,10 +28,11 @@ KvCache::KvCache(const KvShape& shape) : s_(shape) {
     // Touch every page now so the first decode steps do not pay page faults (and RSS shows it).
     std::memset(mem_.get(), 0, size_t(bytes_));
     const int64_t heads = head(s_.n_layer, 0, 0);
+    const int64_t rows = s_.paged() ? block_row(s_.n_layer, 0, 0) : heads * s_.n_slots;
     uint8_t* p = mem_.get();
     for (int side = 0; side < 2; side++) {
         base_[side] = p;
-        p += heads * s_.n_slots * stride_[side];
+        p += rows * stride_[side];
     }
     int G = 0;
     for (int side = 0; side < 2; side++) {
@@ -44,6 +50,21 @@ KvCache::KvCache(const KvShape& shape) : s_(shape) {
     block_.resize(size_t(std::max(G, 1)) * size_t(s_.head_dim));
 }
 
+int64_t KvCache::slot_row(int il, int seq, int h, int slot) const {
+    if (!s_.paged()) return row(il, seq, h, slot);
+    return block_row(il, tables_->block_of(seq, slot), h) + slot % s_.block_tokens;
+}
+
+void KvCache::copy_block(int src, int dst) {
+    for (int side = 0; side < 2; side++) {
+        const int64_t bytes = int64_t(s_.block_tokens) * stride_[side];
+        for (int il = 0; il < s_.n_layer; il++)
+            for (int h = 0; h < s_.n_kv_head; h++)
+                std::memcpy(base_[side] + block_row(il, dst, h) * stride_[side],
+                            base_[side] + block_row(il, src, h) * stride_[side], size_t(bytes));
+    }
+}
+
 void KvCache::write(int il, int seq, int slot, int pad, const float* k, const float* v) {
     const int hd = s_.head_dim;
     for (int h = 0; h < s_.n_kv_head; h++) {
@@ -55,11 +76,11 @@ void KvCache::write(int il, int seq, int slot, int pad, const float* k, const fl
 void KvCache::write_side(int side, int il, int seq, int h, int slot, int pad, const float* x) {
     const int hd = s_.head_dim;
     const KvCodec& c = codec(side);
-    uint8_t* codes = base_[side] + row(il, seq, h, 0) * stride_[side];
     if (!has_side(side)) {
-        kv_encode_row(c, hd, x, codes + slot * stride_[side]);
+        kv_encode_row(c, hd, x, base_[side] + slot_row(il, seq, h, slot) * stride_[side]);
         return;
     }
+    uint8_t* codes = base_[side] + row(il, seq, h, 0) * stride_[side];
     const int64_t hi = head(il, seq, h);
     const int base = pad + s_.format.sinks;
     if (slot >= pad && slot < base) {
@@ -89,12 +110,23 @@ void KvCache::write_side(int side, int il, int seq, int h, int slot, int pad, co
 void KvCache::runs(int side, int il, int seq, int h, int pad, int lo, int hi, KvRuns* out) const {
     const int hd = s_.head_dim;
     const KvCodec& c = codec(side);
-    const uint8_t* codes = base_[side] + row(il, seq, h, 0) * stride_[side];
-    out->n = 0;
+    out->clear();
     auto add = [&](const uint8_t* rows, const uint8_t* m, const KvCodec& cc, int64_t stride, int j0, int j1) {
         if (j1 <= j0) return;
-        out->r[out->n++] = KvRun{rows, m, cc, stride, j0, j1};
+        out->add(KvRun{rows, m, cc, stride, j0, j1});
     };
+    if (s_.paged()) {  // one run per block
+        const int bt = s_.block_tokens;
+        const std::vector<int>& table = tables_->table(seq);
+        for (int j0 = lo; j0 < hi;) {
+            const int b = j0 / bt, j1 = std::min(hi, (b + 1) * bt);
+            add(base_[side] + (block_row(il, table[size_t(b)], h) + j0 % bt) * stride_[side], nullptr, c,
+                stride_[side], j0, j1);
+            j0 = j1;
+        }
+        return;
+    }
+    const uint8_t* codes = base_[side] + row(il, seq, h, 0) * stride_[side];
     if (!has_side(side)) {
         add(codes + lo * stride_[side], nullptr, c, stride_[side], lo, hi);
         return;

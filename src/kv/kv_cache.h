@@ -18,6 +18,11 @@
 // values whether its sequence was written one token at a time or in one forward: cache on and
 // off agree. The ring must hold every row the newest chunk reads: a forward writes at most
 // max_chunk rows per sequence.
+//
+// Paged layout (KvShape::paged): [n_layer][n_blocks][n_kv_head][block_tokens][row] for K, the
+// same for V. Slot s of a sequence is row s % block_tokens of block table[s / block_tokens]
+// (kv_blocks.h, attached with set_tables), so a head's history is one contiguous run per
+// block, and attention reads it block by block through runs(), with no copy.
 #pragma once
 
 #include <cstdint>
@@ -29,14 +34,22 @@
 
 namespace kvscope {
 
+class KvBlockTables;
+
 class KvCache {
 public:
     explicit KvCache(const KvShape& shape);  // allocates once; never grows
 
+    // A paged cache's block tables (owned by the caller, alive as long as the cache is used).
+    void set_tables(const KvBlockTables* t) { tables_ = t; }
+    bool paged() const { return s_.paged(); }
+    // Copies every layer's K and V rows of block src to block dst (copy-on-write).
+    void copy_block(int src, int dst);
+
     // k, v: [n_kv_head * head_dim] fp32, encoded (and rounded) in the K and V codecs. pad: the
     // sequence's first real slot (KvSeqs::pad); slots before it are padding.
     void write(int il, int seq, int slot, int pad, const float* k, const float* v);
-    // Start of head h's [n_slots] code rows.
+    // Start of head h's [n_slots] code rows (the contiguous layout).
     const void* k(int il, int seq, int h) const { return base_[0] + row(il, seq, h, 0) * stride_[0]; }
     const void* v(int il, int seq, int h) const { return base_[1] + row(il, seq, h, 0) * stride_[1]; }
     // The K (side 0) or V (side 1) rows of head h that a token reads over slots [lo, hi), its
@@ -56,6 +69,11 @@ private:
     int64_t row(int il, int seq, int h, int slot) const {
         return ((int64_t(il) * s_.n_seq + seq) * s_.n_kv_head + h) * s_.n_slots + slot;
     }
+    // Index of the row that holds slot `slot` of (il, seq, h), in either layout.
+    int64_t slot_row(int il, int seq, int h, int slot) const;
+    int64_t block_row(int il, int blk, int h) const {
+        return ((int64_t(il) * s_.n_blocks + blk) * s_.n_kv_head + h) * s_.block_tokens;
+    }
     int64_t head(int il, int seq, int h) const { return (int64_t(il) * s_.n_seq + seq) * s_.n_kv_head + h; }
     const KvCodec& codec(int side) const { return side == 0 ? s_.format.k : s_.format.v; }
     bool has_side(int side) const { return windowed() && codec(side).axis != KvAxis::None; }
@@ -65,6 +83,7 @@ private:
     void write_side(int side, int il, int seq, int h, int slot, int pad, const float* x);
 
     KvShape s_;
+    const KvBlockTables* tables_ = nullptr;
     int64_t stride_[2] = {0, 0};
     int64_t bytes_ = 0;
     int ring_ = 0;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/dtype.h"
 
@@ -54,6 +55,12 @@ struct KvShape {
     int head_dim = 0;
     KvFormat format = DType::F32;
     int max_chunk = 0;  // most tokens one sequence writes in one forward (0: n_slots); sizes the window ring
+    // Paged layout (kv_blocks.h) when block_tokens > 0: the rows live in a pool of n_blocks blocks
+    // of block_tokens slots shared by all sequences, each sequence reaching its slots through
+    // its block table; n_slots is then the most one sequence may hold.
+    int block_tokens = 0;
+    int n_blocks = 0;
+    bool paged() const { return block_tokens > 0; }
 };
 
 // Where the rows of slots [j0, j1) of one KV head live, for attention: `rows` is slot j0's row,
@@ -66,11 +73,17 @@ struct KvRun {
     int64_t stride = 0;
     int j0 = 0, j1 = 0;
 };
-// A head's slots [lo, hi) as consecutive runs (sinks, codes, the ring, the ring's wrap).
+// A head's slots [lo, hi) as consecutive runs: sinks, codes, the ring, the ring's wrap; or a
+// paged cache's blocks. The storage grows to the most runs seen and is then reused.
 struct KvRuns {
-    static constexpr int kMax = 4;
     int n = 0;
-    KvRun r[kMax];
+    std::vector<KvRun> r;
+    void clear() { n = 0; }
+    void add(const KvRun& run) {
+        if (size_t(n) == r.size()) r.push_back(run);
+        else r[size_t(n)] = run;
+        n++;
+    }
 };
 
 // Rows of a windowed format's fp16 ring per (layer, sequence, KV head): enough for every row a
@@ -82,7 +95,8 @@ int kv_ring_rows(const KvShape& s);
 // head_dim values with their scales (kv_row_stride): for float storage 2 x n_layer x n_seq x
 // n_slots x n_kv_head x head_dim x bytes per element. A windowed format adds, per layer,
 // sequence and KV head and integer side, its Channel scales (one block per `group` slots) and
-// fp16 rows for the sinks and the ring.
+// fp16 rows for the sinks and the ring. A paged layout holds n_blocks x block_tokens slots in
+// place of n_seq x n_slots.
 int64_t kv_cache_bytes(const KvShape& s);
 // Bytes of K and V for one token of one sequence across all layers, a Channel codec's scales
 // shared by its block (kv_row_bytes); a window's fp16 rows are a fixed cost, not per token.

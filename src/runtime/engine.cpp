@@ -30,8 +30,18 @@ Engine::Engine(const Weights& w, const EngineOptions& opt) : w_(w), opt_(opt) {
     if (c.sliding_window > 0 && n_slots_ > c.sliding_window)
         fail("prompt + --max-new-tokens = {} positions: past this model's sliding attention window ({}), which "
              "kvscope does not implement", n_slots_, c.sliding_window);
-    cache_ = std::make_unique<KvCache>(engine_kv_shape(c, opt));
+    if (opt.kv_block < 0) fail("--kv-block {}: expected a positive number of tokens per block", opt.kv_block);
+    if (opt.prefix_cache && opt.kv_block == 0) fail("--prefix-cache needs --kv-layout paged");
+    if (opt.prefix_cache && opt.left_pad) fail("--prefix-cache: left-padded prompts do not start at slot 0; drop --left-pad");
+    const KvShape ks = engine_kv_shape(c, opt);
+    cache_ = std::make_unique<KvCache>(ks);
     seqs_ = std::make_unique<KvSeqs>(opt.n_seq, n_slots_);
+    if (ks.paged()) {
+        pool_ = std::make_unique<KvBlockPool>(ks.n_blocks, ks.block_tokens);
+        tables_ = std::make_unique<KvBlockTables>(pool_.get(), opt.n_seq, n_slots_);
+        cache_->set_tables(tables_.get());
+        if (opt.prefix_cache) held_logits_.resize(size_t(opt.n_seq) * size_t(c.n_vocab));
+    }
     // With the cache a forward holds at most the (padded) prompts; without it, whole sequences.
     const int max_tok = opt.n_seq * (opt.use_cache ? opt.max_prompt : n_slots_);
     const int max_out = opt.all_logits ? std::max(opt.n_seq, opt.max_prompt) : opt.n_seq;
@@ -59,7 +69,32 @@ KvShape engine_kv_shape(const ModelConfig& c, const EngineOptions& opt) {
     // A windowed cache's ring holds one chunk: the prefill runs in chunks of kPrefillChunk
     // tokens per sequence. Without the cache every step recomputes whole sequences in one forward.
     ks.max_chunk = opt.kv_dtype.windowed() && opt.use_cache && !opt.all_logits ? std::min(n_slots, kPrefillChunk) : n_slots;
+    if (opt.kv_block > 0) {  // a pool as large as the contiguous layout: every sequence can reach n_slots
+        ks.block_tokens = opt.kv_block;
+        ks.n_blocks = opt.n_seq * ((n_slots + opt.kv_block - 1) / opt.kv_block);
+    }
     return ks;
+}
+
+void Engine::seq_append(int seq, int n) {
+    if (!seqs_->append(seq, n)) fail("internal: sequence {} cannot take {} more slots", seq, n);
+    if (!tables_) return;
+    KvBlockTables::Copy cp{};
+    if (!tables_->append(seq, n, &cp)) fail("internal: the KV block pool has no room for sequence {}", seq);
+    if (cp.src >= 0) cache_->copy_block(cp.src, cp.dst);
+}
+
+void Engine::seq_padding(int seq, int n) {
+    if (!seqs_->set_padding(seq, n)) fail("internal: padding sequence {} with {} slots", seq, n);
+    if (!tables_) return;
+    KvBlockTables::Copy cp{};
+    if (!tables_->append(seq, n, &cp)) fail("internal: the KV block pool has no room for sequence {}", seq);
+}
+
+void Engine::seq_clear_all() {
+    seqs_->clear_all();
+    if (tables_)
+        for (int b = 0; b < opt_.n_seq; b++) tables_->release(b);
 }
 
 int64_t Engine::scratch_bytes() const {
@@ -192,7 +227,7 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
     // Stages sequence b from scratch: padding, prompt, then the tokens generated so far.
     auto stage_full = [&](int b) {
         const int pad = pad_of(b);
-        seqs_->set_padding(b, pad);
+        seq_padding(b, pad);
         for (int i = 0; i < pad; i++) {
             tok_[size_t(n_tok_)] = c.eos_id >= 0 && c.eos_id < c.n_vocab ? c.eos_id : 0;  // padding: computed, never attended to
             seq_[size_t(n_tok_)] = b;
@@ -210,7 +245,7 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
             pos_[size_t(n_tok_)] = j;
             n_tok_++;
         }
-        seqs_->append(b, len);
+        seq_append(b, len);
     };
     // Samples the next token of each active sequence from logits row i; drops finished ones.
     auto commit = [&]() {
@@ -230,15 +265,20 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
 
     const auto t_start = std::chrono::steady_clock::now();
     // First token: the prompt's forward (prefill), identical in both modes.
-    seqs_->clear_all();
-    n_tok_ = 0;
-    for (int b = 0; b < B; b++) {
-        stage_full(b);
-        out_[size_t(b)] = n_tok_ - 1;
-    }
+    seq_clear_all();
     r.padded_tokens = 0;
     for (int b = 0; b < B; b++) r.padded_tokens += pad_of(b);
-    run_staged(B);
+    if (opt_.prefix_cache && opt_.use_cache) {
+        r.prefix_tokens_reused = prefill_shared(prompts);
+        r.prefill_forwards = prefill_forwards_;
+    } else {
+        n_tok_ = 0;
+        for (int b = 0; b < B; b++) {
+            stage_full(b);
+            out_[size_t(b)] = n_tok_ - 1;
+        }
+        run_staged(B);
+    }
     r.tokens_generated += commit();
     r.prefill_ms = ms_since(t_start);
 
@@ -253,12 +293,12 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
                 seq_[size_t(n_tok_)] = b;
                 slot_[size_t(n_tok_)] = seqs_->next_slot(b);
                 pos_[size_t(n_tok_)] = seqs_->next_pos(b);
-                seqs_->append(b, 1);
+                seq_append(b, 1);
                 out_[i] = n_tok_++;
             }
         } else {
             // No cache: recompute every active sequence from its first token.
-            seqs_->clear_all();
+            seq_clear_all();
             for (size_t i = 0; i < active.size(); i++) {
                 stage_full(active[i]);
                 out_[i] = n_tok_ - 1;
@@ -274,8 +314,63 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
     return r;
 }
 
+int64_t Engine::prefill_shared(const std::vector<std::vector<int32_t>>& prompts) {
+    const int B = opt_.n_seq, bt = opt_.kv_block;
+    const size_t V = size_t(w_.config().n_vocab);
+    // Wave 0: the first prompt of each distinct first block (and prompts shorter than a block
+    // plus one token); wave 1: the prompts whose first block an earlier prompt computes, which
+    // then find it (and whatever else of their prefix is cached) in the prefix cache.
+    std::vector<int> wave(size_t(B), 0);
+    for (int b = 0; b < B; b++) {
+        const auto& p = prompts[size_t(b)];
+        if (int(p.size()) <= bt) continue;
+        for (int e = 0; e < b; e++) {
+            const auto& q = prompts[size_t(e)];
+            if (wave[size_t(e)] == 0 && int(q.size()) > bt && std::equal(p.begin(), p.begin() + bt, q.begin())) {
+                wave[size_t(b)] = 1;
+                break;
+            }
+        }
+    }
+    int64_t reused = 0;
+    prefill_forwards_ = 0;
+    for (int w = 0; w < 2; w++) {
+        n_tok_ = 0;
+        int n_out = 0;
+        std::vector<int> who;
+        for (int b = 0; b < B; b++) {
+            if (wave[size_t(b)] != w) continue;
+            const auto& p = prompts[size_t(b)];
+            const int len = int(p.size());
+            const int have = tables_->share_prefix(b, p.data(), len);
+            if (!seqs_->append(b, have)) fail("internal: sequence {} cannot take {} shared slots", b, have);
+            reused += have;
+            for (int j = have; j < len; j++) {
+                tok_[size_t(n_tok_)] = p[size_t(j)];
+                seq_[size_t(n_tok_)] = b;
+                slot_[size_t(n_tok_)] = j;
+                pos_[size_t(n_tok_)] = j;
+                n_tok_++;
+            }
+            seq_append(b, len - have);
+            out_[size_t(n_out++)] = n_tok_ - 1;
+            who.push_back(b);
+        }
+        if (who.empty()) continue;
+        run(n_out);
+        prefill_forwards_++;
+        for (size_t i = 0; i < who.size(); i++) {
+            const int b = who[i];
+            std::copy_n(logits_.begin() + int64_t(i * V), V, held_logits_.begin() + int64_t(size_t(b) * V));
+            tables_->publish(b, prompts[size_t(b)].data());
+        }
+    }
+    std::copy(held_logits_.begin(), held_logits_.end(), logits_.begin());
+    return reused;
+}
+
 void Engine::stage_single(const std::vector<int32_t>& prompt) {
-    seqs_->clear_all();
+    seq_clear_all();
     n_tok_ = 0;
     for (size_t j = 0; j < prompt.size(); j++) {
         tok_[j] = prompt[j];
@@ -284,7 +379,7 @@ void Engine::stage_single(const std::vector<int32_t>& prompt) {
         pos_[j] = int(j);
         n_tok_++;
     }
-    seqs_->append(0, n_tok_);
+    seq_append(0, n_tok_);
 }
 
 std::vector<float> Engine::all_logits(const std::vector<int32_t>& prompt) {
@@ -314,7 +409,7 @@ std::vector<float> Engine::forced_logits(const std::vector<int32_t>& prompt, con
         seq_[0] = 0;
         slot_[0] = seqs_->next_slot(0);
         pos_[0] = seqs_->next_pos(0);
-        seqs_->append(0, 1);
+        seq_append(0, 1);
         n_tok_ = 1;
         out_[0] = 0;
         run(1);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "arch/forward.h"
+#include "kv/kv_blocks.h"
 #include "kv/kv_cache.h"
 #include "kv/kv_seqs.h"
 #include "model/weights.h"
@@ -24,6 +25,8 @@ struct EngineOptions {
     bool left_pad = false;   // pad prompts on the left to one length, as Hugging Face does
     KvFormat kv_dtype = DType::F32;  // K and V storage (kv/kv_codec.h)
     bool all_logits = false; // size the logits buffer for every prompt position (tests)
+    int kv_block = 0;        // > 0: paged layout, this many tokens per block (kv/kv_blocks.h)
+    bool prefix_cache = false;  // paged: reuse cached blocks of a prompt's prefix instead of prefilling them
 };
 
 struct GenerateOptions {
@@ -41,6 +44,8 @@ struct GenerateResult {
     int64_t tokens_generated = 0;              // real tokens (padding excluded)
     int64_t prompt_tokens = 0;                 // real prompt tokens
     int64_t padded_tokens = 0;                 // padding tokens computed during prefill
+    int64_t prefix_tokens_reused = 0;          // prompt tokens taken from the prefix cache, not prefilled
+    int prefill_forwards = 1;                  // forwards of the prefill (2 when prefix sharing defers some prompts)
 };
 
 // Tokens per sequence per forward when a windowed KV format (a full-precision window, sinks or
@@ -86,6 +91,8 @@ public:
     int64_t scratch_bytes() const;
     const EngineOptions& options() const { return opt_; }
     int n_slots() const { return n_slots_; }
+    // The paged layout's pool (nullptr for the contiguous layout).
+    const KvBlockPool* block_pool() const { return pool_.get(); }
 
 private:
     void run(int n_out);  // forward of the tokens staged in tok_/seq_/slot_/pos_
@@ -93,17 +100,29 @@ private:
     // what is staged; out_ must name each sequence's last staged token.
     void run_staged(int n_out);
     void stage_single(const std::vector<int32_t>& prompt);  // sequence 0 from scratch, slots = positions
+    // Slot bookkeeping in both KvSeqs and, when paged, the block tables (blocks allocated,
+    // shared blocks copied before they are written).
+    void seq_append(int seq, int n);
+    void seq_padding(int seq, int n);
+    void seq_clear_all();
+    // Prefill with prefix sharing (paged, prefix cache on): each prompt takes the cached blocks
+    // of its prefix and computes the rest; returns the prompt tokens taken from the cache.
+    int64_t prefill_shared(const std::vector<std::vector<int32_t>>& prompts);
 
     const Weights& w_;
     EngineOptions opt_;
     int n_slots_ = 0;
     std::unique_ptr<KvCache> cache_;
     std::unique_ptr<KvSeqs> seqs_;
+    std::unique_ptr<KvBlockPool> pool_;
+    std::unique_ptr<KvBlockTables> tables_;
+    std::vector<float> held_logits_;                  // prefix sharing: each prompt's first logits across waves
     std::unique_ptr<Forward> model_;
     std::vector<float> logits_;                       // [max_out, n_vocab]
     std::vector<int32_t> tok_;                        // staged ubatch, capacity fixed at setup
     std::vector<int> seq_, slot_, pos_, out_;
     int n_tok_ = 0, n_out_ = 0;
+    int prefill_forwards_ = 0;
     std::vector<int32_t> staged_tok_;                 // run_staged's copy of a whole prefill
     std::vector<int> staged_seq_, staged_slot_, staged_pos_, staged_out_, seq_count_, seq_done_;
 };
