@@ -1,5 +1,7 @@
 // kvscope exp NAME: one experiment (or all of them) over a grid given by list-valued flags.
+#include <cmath>
 #include <cstdio>
+#include <utility>
 
 #include <fmt/core.h>
 
@@ -8,7 +10,9 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "experiments/experiments.h"
+#include "experiments/trace.h"
 #include "kv/kv_codec.h"
+#include "runtime/scheduler.h"
 
 namespace kvscope::cli {
 
@@ -62,6 +66,34 @@ void add_exp_options(CLI::App* cmd, ExpOpts& o) {
     cmd->add_option("--prompt-len", o.prompt_len, "Prompt tokens (0 = the experiment's default; quant: stream length)")
         ->capture_default_str();
     cmd->add_option("--new-tokens", o.new_tokens, "New tokens (0 = the experiment's default)")->capture_default_str();
+    cmd->add_option("--policies", o.policies, "serving: KV policies, e.g. static,paged,prefix (default all three)")
+        ->delimiter(',');
+    cmd->add_option("--rates", o.rates,
+                    "serving: request rates (requests/s, Poisson arrivals); default: fractions of the capacity measured "
+                    "with every request waiting at once")
+        ->delimiter(',');
+    cmd->add_option("--trace", o.trace,
+                    "serving: a trace CSV (arrival_s, prompt_len, output_len[, shared_prefix_len]) instead of a "
+                    "generated one");
+    cmd->add_option("--requests", o.requests, "serving: requests in the generated trace (0 = 32, --quick 8)")
+        ->capture_default_str();
+    cmd->add_option("--prompt-lens", o.prompt_lens,
+                    "serving: prompt tokens after the system prompt, N or LO-HI (default context/32 to context/4)");
+    cmd->add_option("--output-lens", o.output_lens, "serving: new tokens per request, N or LO-HI (default context/64 to context/8)");
+    cmd->add_option("--system-prompt", o.system_prompt,
+                    "serving: tokens of a system prompt every generated request starts with (-1 = context/8)")
+        ->capture_default_str();
+    cmd->add_option("--kv-tokens", o.kv_tokens, "serving: the KV budget in token slots (0 = 4 x --max-len)")
+        ->capture_default_str();
+    cmd->add_option("--kv-block", o.kv_block, "serving: tokens per KV block of the paged policies")->capture_default_str();
+    cmd->add_option("--max-len", o.max_len,
+                    "serving: most tokens one request holds; static reserves this many (0 = the context window)")
+        ->capture_default_str();
+    cmd->add_option("--step-tokens", o.step_tokens, "serving: most tokens one forward computes (0 = 256)")
+        ->capture_default_str();
+    cmd->add_option("--max-seqs", o.max_seqs, "serving: most requests running at once (0 = 64)")->capture_default_str();
+    cmd->add_option("--seed", o.seed, "serving: seed of the generated trace's lengths, arrivals and tokens")
+        ->capture_default_str();
 }
 
 void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std::string& command) {
@@ -78,11 +110,36 @@ void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std
     g.kv_dtypes = parse_kv_formats(o.g_kv, "--kv-dtypes");
     g.prompt_len = o.prompt_len;
     g.new_tokens = o.new_tokens;
+    for (double r : o.rates)
+        if (!(r > 0) || !std::isfinite(r)) fail("--rates {}: expected positive requests per second", r);
+    g.serving.policies = o.policies;
+    for (const auto& p : o.policies) parse_serve_policy(p, "--policies");
+    g.serving.rates = o.rates;
+    g.serving.trace = o.trace;
+    if (!o.trace.empty()) exp::load_trace_csv(o.trace);  // a bad trace fails before anything runs
+    g.serving.requests = o.requests;
+    if (o.requests < 0) fail("--requests {}: expected 1 or more (0 = the default)", o.requests);
+    g.serving.prompt_lens = o.prompt_lens;
+    g.serving.output_lens = o.output_lens;
+    if (!o.prompt_lens.empty()) exp::parse_len_range(o.prompt_lens, "--prompt-lens");
+    if (!o.output_lens.empty()) exp::parse_len_range(o.output_lens, "--output-lens");
+    g.serving.system_prompt = o.system_prompt;
+    if (o.system_prompt < -1) fail("--system-prompt {}: expected 0 or more tokens (-1 = the default)", o.system_prompt);
+    g.serving.kv_tokens = o.kv_tokens;
+    g.serving.kv_block = o.kv_block;
+    g.serving.max_len = o.max_len;
+    g.serving.step_tokens = o.step_tokens;
+    g.serving.max_seqs = o.max_seqs;
+    for (auto [v, flag] : {std::pair{o.kv_tokens, "--kv-tokens"}, {o.max_len, "--max-len"}, {o.step_tokens, "--step-tokens"},
+                          {o.max_seqs, "--max-seqs"}})
+        if (v < 0) fail("{} {}: expected a positive number (0 = the default)", flag, v);
+    if (o.kv_block < 1) fail("--kv-block {}: expected a positive number of tokens per block", o.kv_block);
+    g.serving.seed = o.seed;
     for (const auto& n : names) {
         bool known = false;
         for (const auto& k : exp::all_experiment_names()) known |= k == n;
         if (!known)
-            fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline, quant or all)", n);
+            fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline, serving, quant or all)", n);
     }
     ensure_output_dir(o.out, "--out");
     exp::Context ctx;
@@ -104,10 +161,11 @@ void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std
 }
 
 void add_exp(CLI::App& app) {
-    auto* cmd = app.add_subcommand("exp", "Run an experiment: cache, batch, precision, seqlen, memory, roofline, quant, all");
+    auto* cmd = app.add_subcommand("exp", "Run an experiment: cache, batch, precision, seqlen, memory, roofline, serving, quant, all");
     auto o = std::make_shared<ExpOpts>();
     auto name = std::make_shared<std::string>();
-    cmd->add_option("experiment", *name, "cache | batch | precision | seqlen | memory | roofline | quant | all (all but quant)")
+    cmd->add_option("experiment", *name,
+                    "cache | batch | precision | seqlen | memory | roofline | serving | quant | all (all but quant)")
         ->required();
     add_exp_options(cmd, *o);
     cmd->callback([o, name, &app]() {

@@ -1,6 +1,7 @@
 // Each kvscope subcommand registers its flags and its action on the CLI11 app.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,12 @@ struct ExpOpts {
     bool quick = false, fresh_hw = false;
     std::vector<int> g_lengths, g_batches, g_contexts;
     std::vector<std::string> g_wt, g_kv;
+    // serving
+    std::vector<std::string> policies;
+    std::vector<double> rates;
+    std::string trace, prompt_lens, output_lens;
+    int requests = 0, system_prompt = -1, kv_tokens = 0, kv_block = 16, max_len = 0, step_tokens = 0, max_seqs = 0;
+    uint64_t seed = 1;
 };
 void add_exp_options(CLI::App* cmd, ExpOpts& o);
 void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std::string& command);

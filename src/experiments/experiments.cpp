@@ -6,7 +6,7 @@
 namespace kvscope::exp {
 
 const std::vector<std::string>& experiment_names() {
-    static const std::vector<std::string> names = {"cache", "batch", "precision", "seqlen", "memory", "roofline"};
+    static const std::vector<std::string> names = {"cache", "batch", "precision", "seqlen", "memory", "roofline", "serving"};
     return names;
 }
 
@@ -27,7 +27,8 @@ void run_experiment(Context& ctx, const std::string& name, const Grid& g) {
     else if (name == "memory") run_memory(ctx, g);
     else if (name == "roofline") run_roofline(ctx, g);
     else if (name == "quant") run_quant(ctx, g);
-    else fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline, quant or all)", name);
+    else if (name == "serving") run_serving(ctx, g);
+    else fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline, quant, serving or all)", name);
 }
 
 std::vector<int32_t> make_prompt(Context& ctx, int len) {

@@ -53,8 +53,9 @@ void write_csv(const std::filesystem::path& path, const std::vector<std::string>
     write_file_atomic(path, s);
 }
 
-std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& path) {
-    std::string text = read_file(path);
+std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& path) { return parse_csv(read_file(path)); }
+
+std::vector<std::vector<std::string>> parse_csv(const std::string& text) {
     std::vector<std::vector<std::string>> rows;
     std::vector<std::string> cur;
     std::string field;

@@ -19,5 +19,7 @@ void write_csv(const std::filesystem::path& path, const std::vector<std::string>
                const std::vector<std::vector<std::string>>& rows);
 // Parses a CSV written by write_csv (quoted fields, no embedded newlines): header + rows.
 std::vector<std::vector<std::string>> read_csv(const std::filesystem::path& path);
+// The same over text in memory: one vector of fields per line (a line 1-based is index + 1).
+std::vector<std::vector<std::string>> parse_csv(const std::string& text);
 
 }  // namespace kvscope
