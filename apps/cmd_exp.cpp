@@ -75,11 +75,11 @@ void add_exp_options(CLI::App* cmd, ExpOpts& o) {
     cmd->add_option("--trace", o.trace,
                     "serving: a trace CSV (arrival_s, prompt_len, output_len[, shared_prefix_len]) instead of a "
                     "generated one");
-    cmd->add_option("--requests", o.requests, "serving: requests in the generated trace (0 = 32, --quick 8)")
+    cmd->add_option("--requests", o.requests, "serving: requests in the generated trace (0 = 24, --quick 8)")
         ->capture_default_str();
     cmd->add_option("--prompt-lens", o.prompt_lens,
-                    "serving: prompt tokens after the system prompt, N or LO-HI (default context/32 to context/4)");
-    cmd->add_option("--output-lens", o.output_lens, "serving: new tokens per request, N or LO-HI (default context/64 to context/8)");
+                    "serving: prompt tokens after the system prompt, N or LO-HI (default context/32 to context/8)");
+    cmd->add_option("--output-lens", o.output_lens, "serving: new tokens per request, N or LO-HI (default context/64 to context/16)");
     cmd->add_option("--system-prompt", o.system_prompt,
                     "serving: tokens of a system prompt every generated request starts with (-1 = context/8)")
         ->capture_default_str();

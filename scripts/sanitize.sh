@@ -2,7 +2,7 @@
 # Builds kvscope and its tests with AddressSanitizer + UBSan (-DKVSCOPE_SANITIZE=ON, gcc by
 # default) into build-asan/ and runs the tests of the code that reads files we did not write:
 # safetensors, config, llama2.c checkpoints, tokenizers, the CLI on good and bad checkpoints,
-# `plan` and the KV cache.
+# `plan`, the KV cache, the serving scheduler and request traces.
 # Exits non-zero if a test fails or any process (the tests or the kvscope binary they run)
 # reports a memory error, a leak or undefined behaviour.
 #   scripts/sanitize.sh                        # default test selection
@@ -14,7 +14,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 build="$root/build-asan"
-filter="${SANITIZE_FILTER:-Safetensors*:Cli*:*Tokenizer*:Kv*:Llama2c*:Plan*}"
+filter="${SANITIZE_FILTER:-Safetensors*:Cli*:*Tokenizer*:Kv*:Llama2c*:Plan*:Scheduler*:Serving.Trace*:Serving.Generated*}"
 jobs="${SANITIZE_JOBS:-$(nproc)}"
 log() { echo "sanitize.sh: $*" >&2; }
 

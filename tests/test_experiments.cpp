@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -60,7 +61,7 @@ const fs::path& results() {
 }  // namespace
 
 TEST(Experiments, EveryFileHasTheCommonColumnsAndPositiveTimings) {
-    for (std::string name : {"cache", "batch", "precision", "seqlen", "memory", "roofline"}) {
+    for (std::string name : {"cache", "batch", "precision", "seqlen", "memory", "roofline", "serving"}) {
         Table t = load(results() / (name + ".csv"));
         auto common = exp::common_columns();
         ASSERT_GE(t.header.size(), common.size()) << name;
@@ -136,6 +137,76 @@ TEST(Experiments, RooflineRowsCarryAVerdict) {
         EXPECT_NEAR(num(r, "intensity"), num(r, "flops") / num(r, "bytes"), 1e-3 * num(r, "intensity"));
     }
     EXPECT_EQ(phases, (std::set<std::string>{"prefill", "decode"}));
+}
+
+TEST(Experiments, ServingHasEveryPolicyAtEveryRateAndATimeline) {
+    Table t = load(results() / "serving.csv");
+    ASSERT_EQ(t.rows.size(), 6u);  // --quick: 2 rates x static, paged, prefix
+    std::map<std::string, int> per_policy;
+    for (const auto& r : t.rows) {
+        per_policy[r.at("policy")]++;
+        EXPECT_EQ(num(r, "requests"), 8);
+        EXPECT_EQ(num(r, "output_tokens"), num(r, "tokens_generated"));
+        for (std::string k : {"rate_req_s", "throughput_req_s", "ttft_ms_p50", "ttft_ms_p99", "e2e_ms_p50", "makespan_s",
+                              "max_running", "mean_reserved_tokens", "system_prompt_prefill_ms"})
+            EXPECT_GT(num(r, k), 0) << r.at("policy") << "." << k;
+        EXPECT_LE(num(r, "ttft_ms_p50"), num(r, "ttft_ms_p99"));
+        EXPECT_LE(num(r, "ttft_ms_p99"), num(r, "e2e_ms_p99"));
+        EXPECT_GE(num(r, "waste_pct"), 0);
+        EXPECT_LE(num(r, "waste_pct"), 100);
+        EXPECT_LE(num(r, "mean_held_tokens"), num(r, "mean_reserved_tokens"));
+        EXPECT_LE(num(r, "peak_reserved_tokens"), num(r, "kv_tokens"));
+        if (r.at("policy") == "static") {
+            EXPECT_EQ(num(r, "lanes"), num(r, "kv_tokens") / num(r, "max_len"));
+            EXPECT_LE(num(r, "max_running"), num(r, "lanes"));
+        }
+        // Every request starts with the 32-token system prompt (two blocks): the prefix policy finds it cached.
+        EXPECT_EQ(num(r, "system_prompt"), 32);
+        if (r.at("policy") == "prefix") {
+            EXPECT_GT(num(r, "prefix_tokens_reused"), 0);
+            EXPECT_EQ(std::fmod(num(r, "prefix_tokens_reused"), 16), 0);
+        } else {
+            EXPECT_EQ(num(r, "prefix_tokens_reused"), 0);
+        }
+    }
+    EXPECT_EQ(per_policy, (std::map<std::string, int>{{"paged", 2}, {"prefix", 2}, {"static", 2}}));
+    Table tl = load(results() / "serving_timeline.csv");
+    ASSERT_FALSE(tl.rows.empty());
+    for (const auto& r : tl.rows) EXPECT_LE(num(r, "held_tokens"), num(r, "reserved_tokens"));
+}
+
+// A bad trace is refused before anything runs, with one line naming the file and row; no
+// result file is written.
+TEST(Experiments, ServingRefusesABadTraceNamingItsRow) {
+    fs::path model = test::tiny_model_dir("exp", test::tiny_config(96, 128));
+    fs::path out = test::temp_dir("exp-trace");
+    const fs::path trace = out / "trace.csv";
+    auto run = [&](const std::string& csv) {
+        std::ofstream(trace) << csv;
+        return test::run_cmd("XDG_CACHE_HOME=" + out.string() + "/cache " + test::kvscope_bin() +
+                             " exp serving --quick --model " + model.string() + " --out " + (out / "res").string() +
+                             " --trace " + trace.string());
+    };
+    auto missing = run("arrival_s,prompt_len\n0,4\n");
+    EXPECT_EQ(missing.status, 1);
+    EXPECT_EQ(missing.err, "kvscope: error: " + trace.string() +
+                               ": missing column 'output_len' (expected a header line with arrival_s, prompt_len, "
+                               "output_len (and optionally shared_prefix_len), then one request per row)\n");
+    auto negative = run("arrival_s,prompt_len,output_len\n0,4,2\n0.5,-3,2\n");
+    EXPECT_EQ(negative.status, 1);
+    EXPECT_EQ(negative.err, "kvscope: error: " + trace.string() + " row 2: prompt_len '-3': expected an integer of at least 1\n");
+    auto too_long = run("arrival_s,prompt_len,output_len\n0,4,2\n0.5,100,40\n");
+    EXPECT_EQ(too_long.status, 1);
+    EXPECT_EQ(too_long.err, "kvscope: error: " + trace.string() +
+                                " row 2: prompt_len 100 + output_len 40 = 140 exceeds the 128 positions a request may hold\n");
+    EXPECT_FALSE(fs::exists(out / "res" / "serving.csv"));
+    // A good one runs with the trace's own arrivals.
+    auto good = run("arrival_s,prompt_len,output_len,shared_prefix_len\n0,20,4,16\n0.01,24,3,16\n0.02,9,5,0\n");
+    ASSERT_EQ(good.status, 0) << good.err;
+    Table t = load(out / "res" / "serving.csv");
+    ASSERT_EQ(t.rows.size(), 3u);
+    EXPECT_EQ(num(t.rows[0], "requests"), 3);
+    EXPECT_EQ(num(t.rows[0], "output_tokens"), 12);
 }
 
 TEST(Experiments, ListFlagsExpandIntoAGrid) {

@@ -251,6 +251,54 @@ void write_roofline(const fs::path& dir) {
     write_sidecar(dir, "roofline");
 }
 
+// Three policies at three rates: static saturates first; prefix sharing saves most of a
+// 64-token system prompt's prefill.
+void write_serving(const fs::path& dir) {
+    std::vector<Row> rows, tl;
+    const std::vector<std::string> cols = {"policy", "rate_req_s", "capacity_req_s", "requests", "kv_tokens", "kv_block", "max_len",
+                                           "step_tokens", "lanes", "system_prompt", "system_prompt_prefill_ms",
+                                           "throughput_req_s", "output_tok_s", "ttft_ms_p50", "ttft_ms_p90", "ttft_ms_p99",
+                                           "tpot_ms_p50", "tpot_ms_p90", "tpot_ms_p99", "e2e_ms_p50", "e2e_ms_p90",
+                                           "e2e_ms_p99", "max_running", "mean_reserved_tokens", "mean_held_tokens",
+                                           "waste_pct", "peak_reserved_tokens", "preemptions", "prefix_tokens_reused",
+                                           "prompt_tokens", "output_tokens", "makespan_s", "steps"};
+    struct P {
+        const char* policy;
+        double waste, ttft_slope, save;
+        int lanes, running;
+    };
+    for (P p : {P{"static", 71.5, 9.0, 0, 4, 4}, P{"paged", 4.2, 1.5, 0, 64, 11}, P{"prefix", 3.9, 1.4, 30, 64, 12}})
+        for (double rate : {1.0, 2.0, 4.0}) {
+            const double ttft50 = 60 - p.save + p.ttft_slope * rate * rate, ttft99 = 2 * ttft50;
+            const double served = std::min(rate, p.lanes == 4 ? 2.2 : 3.6);
+            rows.push_back(common("serving", {{"policy", p.policy}, {"rate_req_s", n(rate)}, {"capacity_req_s", "3.6"},
+                                              {"requests", "24"}, {"batch_size", "24"}, {"kv_tokens", "4096"}, {"kv_block", "16"},
+                                              {"max_len", "1024"}, {"step_tokens", "256"}, {"lanes", std::to_string(p.lanes)},
+                                              {"system_prompt", "64"}, {"system_prompt_prefill_ms", "33.5"},
+                                              {"throughput_req_s", n(served)}, {"output_tok_s", n(served * 40)},
+                                              {"ttft_ms_p50", n(ttft50)}, {"ttft_ms_p90", n(1.6 * ttft50)}, {"ttft_ms_p99", n(ttft99)},
+                                              {"tpot_ms_p50", "14.2"}, {"tpot_ms_p90", "16"}, {"tpot_ms_p99", "19"},
+                                              {"e2e_ms_p50", n(ttft50 + 560)}, {"e2e_ms_p90", n(ttft50 + 800)},
+                                              {"e2e_ms_p99", n(ttft99 + 900)}, {"max_running", std::to_string(p.running)},
+                                              {"mean_reserved_tokens", n(p.lanes == 4 ? 3400 : 1500)},
+                                              {"mean_held_tokens", n(p.lanes == 4 ? 3400 * (1 - p.waste / 100) : 1500 * (1 - p.waste / 100))},
+                                              {"waste_pct", n(p.waste)}, {"peak_reserved_tokens", "4096"}, {"preemptions", "0"},
+                                              {"prefix_tokens_reused", p.save > 0 ? "1472" : "0"}, {"prompt_tokens", "4200"},
+                                              {"output_tokens", "960"}, {"makespan_s", n(24 / served)}, {"steps", "900"}}));
+            for (int k = 0; k < 5; k++)
+                tl.push_back({{"policy", p.policy}, {"rate_req_s", n(rate)}, {"t_s", n(0.5 * k)}, {"step_ms", "12"},
+                              {"tokens", "8"}, {"decodes", "8"}, {"running", "3"}, {"waiting", "1"},
+                              {"reserved_tokens", std::to_string(p.lanes == 4 ? 3072 : 800 + 16 * k)},
+                              {"held_tokens", std::to_string(700 + 10 * k)}});
+        }
+    write_rows(dir / "serving.csv", with(kCommon, cols), rows);
+    write_sidecar(dir, "serving");
+    write_rows(dir / "serving_timeline.csv",
+               {"policy", "rate_req_s", "t_s", "step_ms", "tokens", "decodes", "running", "waiting", "reserved_tokens",
+                "held_tokens"},
+               tl);
+}
+
 fs::path results_dir(const std::string& tag) {
     fs::path d = test::temp_dir("report-" + tag);
     write_cache(d);
@@ -260,6 +308,7 @@ fs::path results_dir(const std::string& tag) {
     write_seqlen(d);
     write_memory(d);
     write_roofline(d);
+    write_serving(d);
     return d;
 }
 
@@ -551,6 +600,7 @@ static void check_findings(const fs::path& dir, size_t min_findings, int min_val
                 std::string op = v["op"];
                 double expect = op == "ratio"          ? a.at(0) / a.at(1)
                                 : op == "pct_diff"     ? 100 * std::fabs(a.at(0) - a.at(1)) / a.at(1)
+                                : op == "diff"         ? a.at(0) - a.at(1)
                                 : op == "per_doubling" ? std::pow(a.at(0) / a.at(1), 1 / std::log2(a.at(2) / a.at(3)))
                                                        : std::nan("");
                 EXPECT_NEAR(value, expect, 1e-9 * std::fabs(expect)) << op << " in: " << text;
@@ -563,7 +613,7 @@ static void check_findings(const fs::path& dir, size_t min_findings, int min_val
         for (const std::string& num : numbers(text)) EXPECT_TRUE(shown.count(num)) << "untraced number " << num << " in: " << text;
     }
     EXPECT_GE(checked, min_values);
-    for (const char* e : {"cache", "cache_tokens", "batch", "precision", "seqlen", "memory", "roofline"})
+    for (const char* e : {"cache", "cache_tokens", "batch", "precision", "seqlen", "memory", "roofline", "serving"})
         EXPECT_TRUE(experiments.count(e)) << "no finding for " << e;
 }
 
@@ -579,10 +629,12 @@ TEST(Study, QuickRunsEveryExperimentAndWritesTheReport) {
                            model.string() + " --out " + dir.string() + "/results");
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_NE(r.out.find(dir.string() + "/results/report.html"), std::string::npos) << r.out;
-    for (const char* e : {"[exp cache]", "[exp batch]", "[exp precision]", "[exp seqlen]", "[exp memory]", "[exp roofline]"})
+    for (const char* e : {"[exp cache]", "[exp batch]", "[exp precision]", "[exp seqlen]", "[exp memory]", "[exp roofline]",
+                          "[exp serving]"})
         EXPECT_NE(r.err.find(e), std::string::npos) << "no progress for " << e;
     const fs::path res = dir / "results";
-    for (const char* f : {"cache", "cache_tokens", "batch", "precision", "seqlen", "memory", "roofline"})
+    for (const char* f : {"cache", "cache_tokens", "batch", "precision", "seqlen", "memory", "roofline", "serving",
+                          "serving_timeline"})
         EXPECT_TRUE(fs::exists(res / (std::string(f) + ".csv"))) << f;
     check_plots(res);
     check_findings(res, 10, 30);

@@ -14,6 +14,7 @@
 #include "experiments/experiments.h"
 #include "experiments/trace.h"
 #include "kv/kv_codec.h"
+#include "report/csv.h"
 #include "runtime/server.h"
 
 namespace kvscope::exp {
@@ -43,8 +44,9 @@ void run_serving(Context& ctx, const Grid& grid) {
     for (const std::string& p : g.policies) policies.push_back(parse_serve_policy(p, "--policies"));
     if (policies.empty()) policies = {ServePolicy::Static, ServePolicy::Paged, ServePolicy::Prefix};
 
-    // The trace: defaults scale with the context window (distilgpt2: a 128-token system prompt,
-    // 32-256 more prompt tokens, 16-128 new tokens).
+    // The trace: defaults scale with the context window (distilgpt2: 24 requests, a 128-token
+    // system prompt, 32-128 more prompt tokens, 16-64 new tokens; the budget holds 4 requests of
+    // the whole window).
     const int n_ctx = c.n_ctx;
     SchedulerConfig sc;
     sc.max_len = g.max_len > 0 ? g.max_len : n_ctx;
@@ -62,14 +64,17 @@ void run_serving(Context& ctx, const Grid& grid) {
         for (const TraceRow& r : rows) system_prompt = std::max(system_prompt, r.shared_prefix_len);
     } else {
         TraceGen tg;
-        tg.n_requests = g.requests > 0 ? g.requests : (ctx.quick ? 8 : 32);
-        tg.prompt = g.prompt_lens.empty() ? LenRange{std::max(1, n_ctx / 32), std::max(1, n_ctx / 4)}
+        tg.n_requests = g.requests > 0 ? g.requests : (ctx.quick ? 8 : 24);
+        tg.prompt = g.prompt_lens.empty() ? LenRange{std::max(1, n_ctx / 32), std::max(1, n_ctx / 8)}
                                           : parse_len_range(g.prompt_lens, "--prompt-lens");
-        tg.output = g.output_lens.empty() ? LenRange{std::max(1, n_ctx / 64), std::max(1, n_ctx / 8)}
+        tg.output = g.output_lens.empty() ? LenRange{std::max(1, n_ctx / 64), std::max(1, n_ctx / 16)}
                                           : parse_len_range(g.output_lens, "--output-lens");
         if (ctx.quick && g.prompt_lens.empty()) tg.prompt = {std::max(1, n_ctx / 64), std::max(1, n_ctx / 16)};
         if (ctx.quick && g.output_lens.empty()) tg.output = {std::max(1, n_ctx / 128), std::max(1, n_ctx / 32)};
-        tg.system_prompt = g.system_prompt >= 0 ? g.system_prompt : n_ctx / (ctx.quick ? 16 : 8);
+        // --quick: at least two blocks, so that the prefix policy has something to share.
+        tg.system_prompt = g.system_prompt >= 0 ? g.system_prompt
+                                                : ctx.quick ? std::min(n_ctx / 4, std::max(2 * sc.block_tokens, n_ctx / 16))
+                                                            : n_ctx / 8;
         tg.seed = g.seed;
         rows = generate_trace(tg);
         trace_name = "generated trace";
@@ -135,7 +140,7 @@ void run_serving(Context& ctx, const Grid& grid) {
                      serve_policy_name(policies[probe]));
         const ServeResult r = servers[probe].run(trace_at(0));
         capacity = r.makespan_s > 0 ? double(base.size()) / r.makespan_s : 1;
-        for (double f : ctx.quick ? std::vector<double>{0.5, 1.0} : std::vector<double>{0.25, 0.5, 0.75, 1.0, 1.5})
+        for (double f : ctx.quick ? std::vector<double>{0.5, 1.0} : std::vector<double>{0.25, 0.5, 1.0, 1.5})
             rates.push_back(capacity * f);
     }
 
@@ -233,10 +238,10 @@ void run_serving(Context& ctx, const Grid& grid) {
                                 std::to_string(p.held_tokens)});
     }
     write_results(ctx, "serving", header, out);
-    write_results(ctx, "serving_timeline",
-                  {"policy", "rate_req_s", "t_s", "step_ms", "tokens", "decodes", "running", "waiting",
-                   "reserved_tokens", "held_tokens"},
-                  timeline);
+    write_csv(ctx.out_dir / "serving_timeline.csv",
+              {"policy", "rate_req_s", "t_s", "step_ms", "tokens", "decodes", "running", "waiting", "reserved_tokens",
+               "held_tokens"},
+              timeline);
 }
 
 }  // namespace kvscope::exp

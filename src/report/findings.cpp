@@ -23,6 +23,7 @@ constexpr double kSpeedupMark = 2.0;     // "the first length where the cache pa
 constexpr double kScalingMark = 1.2;     // throughput gain per doubling of the batch below which it stopped scaling
 constexpr double kAgreePct = 10.0;       // measured vs theoretical KV bytes "agree" within this
 constexpr double kPplMarkPct = 1.0;      // a KV scheme "keeps" perplexity within this of the fp32 cache's
+constexpr double kSloMult = 2.0;         // serving: a rate is "sustained" while p99 TTFT stays within this x the baseline
 
 // The columns that name a row of each file in findings.json, before any others.
 const std::vector<std::string>& preferred_key(const std::string& file) {
@@ -31,6 +32,7 @@ const std::vector<std::string>& preferred_key(const std::string& file) {
         {"batch.csv", {"batch_size", "padding"}},         {"precision.csv", {"dtype", "kv_dtype"}},
         {"seqlen.csv", {"context", "use_cache"}},         {"memory.csv", {"context", "kv_dtype", "batch_size"}},
         {"roofline.csv", {"phase", "batch_size", "context"}}, {"quant.csv", {"kv_dtype", "context"}},
+        {"serving.csv", {"policy", "rate_req_s"}},
     };
     static const std::vector<std::string> none;
     auto it = m.find(file);
@@ -56,6 +58,11 @@ public:
     }
     std::string ratio(const Table& t, size_t ra, std::string_view ca, size_t rb, std::string_view cb) {
         return ratio(t, ra, ca, t, rb, cb);
+    }
+    // a - b
+    std::string diff(const Table& t, size_t ra, std::string_view ca, size_t rb, std::string_view cb) {
+        CellRef a = ref(t, ra, ca), b = ref(t, rb, cb);
+        return derived("diff", a.value - b.value, {a, b});
     }
     // 100 * |a - b| / b
     std::string pct_diff(const Table& t, size_t ra, std::string_view ca, size_t rb, std::string_view cb) {
@@ -619,6 +626,56 @@ void quant_findings(const Table& t, std::vector<Finding>& out) {
     }
 }
 
+// Per policy: the KV memory it reserved against what held tokens, the concurrency and
+// throughput that bought at the busiest rate, the highest rate each sustains at one p99 TTFT,
+// and what prefix sharing saved of the time to first token.
+void serving_findings(const Table& t, std::vector<Finding>& out) {
+    const std::vector<size_t> all = t.all_rows();
+    auto of = [&](const char* policy) { return t.sorted_by(t.where(all, "policy", policy), "rate_req_s"); };
+    const std::vector<size_t> st = of("static"), pg = of("paged"), px = of("prefix");
+    if (!st.empty() && !pg.empty()) {
+        const size_t s = st.back(), p = pg.back();
+        Say say("serving");
+        say.add(out, fmt::format("At {} req/s, static reservation ({} slots per request, so at most {} requests at once) "
+                                 "left {}% of the KV slots it reserved without a token (time-weighted over the run); paged "
+                                 "blocks left {}% and ran up to {} requests at once, for {} requests/s against {} ({}x).",
+                                 say.cell(t, s, "rate_req_s"), say.cell(t, s, "max_len"), say.cell(t, s, "lanes"),
+                                 say.cell(t, s, "waste_pct"), say.cell(t, p, "waste_pct"), say.cell(t, p, "max_running"),
+                                 say.cell(t, p, "throughput_req_s"), say.cell(t, s, "throughput_req_s"),
+                                 say.ratio(t, p, "throughput_req_s", s, "throughput_req_s")));
+        // One latency target for all: kSloMult x paged's p99 TTFT at its lowest rate.
+        const size_t base = pg.front();
+        const double slo = kSloMult * t.num(base, "ttft_ms_p99");
+        auto sustained = [&](const std::vector<size_t>& rows) {
+            std::optional<size_t> best;
+            for (size_t r : rows)
+                if (t.num(r, "ttft_ms_p99") <= slo) best = r;
+            return best;
+        };
+        Say s2("serving");
+        auto rate_of = [&](const std::vector<size_t>& rows) {
+            const std::optional<size_t> r = sustained(rows);
+            return r ? s2.cell(t, *r, "rate_req_s") + " req/s" : std::string("none of the rates tried");
+        };
+        const std::string thr = s2.threshold(kSloMult);
+        const std::string base_ms = s2.cell(t, base, "ttft_ms_p99");
+        const std::string sr = rate_of(st), pr = rate_of(pg);
+        s2.add(out, fmt::format("Holding p99 TTFT within {}x paged's at its lowest rate ({} ms), static reservation "
+                                "sustained {} and paged {}.",
+                                thr, base_ms, sr, pr));
+    }
+    if (!pg.empty() && !px.empty() && t.num(px.front(), "system_prompt") > 0) {
+        const size_t p = pg.front(), x = px.front();
+        Say say("serving");
+        say.add(out, fmt::format("Every request starts with the same {}-token system prompt: at {} req/s prefix sharing cut "
+                                 "the median TTFT from {} ms to {} ms ({} ms less; the system prompt's own prefill takes "
+                                 "{} ms) and reused {} prompt tokens from cached blocks.",
+                                 say.cell(t, x, "system_prompt"), say.cell(t, x, "rate_req_s"), say.cell(t, p, "ttft_ms_p50"),
+                                 say.cell(t, x, "ttft_ms_p50"), say.diff(t, p, "ttft_ms_p50", x, "ttft_ms_p50"),
+                                 say.cell(t, x, "system_prompt_prefill_ms"), say.cell(t, x, "prefix_tokens_reused")));
+    }
+}
+
 std::vector<Finding> compute_findings(const Results& res) {
     std::vector<Finding> out;
     if (const Table* t = res.table("cache")) cache_findings(*t, out);
@@ -628,6 +685,7 @@ std::vector<Finding> compute_findings(const Results& res) {
     if (const Table* t = res.table("seqlen")) seqlen_findings(*t, out);
     if (const Table* t = res.table("memory")) memory_findings(*t, out);
     if (const Table* t = res.table("roofline")) roofline_findings(*t, out);
+    if (const Table* t = res.table("serving")) serving_findings(*t, out);
     if (const Table* t = res.table("quant")) quant_findings(*t, out);
     return out;
 }

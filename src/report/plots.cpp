@@ -639,6 +639,69 @@ void quant_plots(const Results& res, std::vector<Job>& jobs) {
         jobs.push_back(*j);
 }
 
+// Latency and throughput against the offered rate, a line per policy; KV slots reserved and
+// holding tokens over time at the highest rate, from serving_timeline.csv.
+void serving_plots(const Results& res, std::vector<Job>& jobs) {
+    const Table& t = *res.table("serving");
+    const std::vector<size_t> all = t.all_rows();
+    const std::vector<std::string> policies = t.distinct(all, "policy");
+    std::vector<Series> ttft, served;
+    int lt = 1;
+    for (const std::string& p : policies) {
+        const std::vector<size_t> rows = t.where(all, "policy", p);
+        ttft.push_back({p + " p99", points(t, rows, "rate_req_s", [&](size_t r) { return t.num(r, "ttft_ms_p99"); }), "linespoints", lt});
+        ttft.push_back({p + " p50", points(t, rows, "rate_req_s", [&](size_t r) { return t.num(r, "ttft_ms_p50"); }), "linespoints dt 2", lt});
+        served.push_back({p, points(t, rows, "rate_req_s", [&](size_t r) { return t.num(r, "throughput_req_s"); }), "linespoints", lt});
+        lt++;
+    }
+    Axes ax{"offered request rate (requests/s, Poisson arrivals)", "time to first token (ms)"};
+    if (auto j = xy_job(res,
+                        {"serving_latency", "serving", "Time to first token vs request rate, per KV policy",
+                         "p99 (solid) and median (dashed) time from a request's arrival to its first token, for the same "
+                         "trace at each offered rate. Where a policy runs out of KV memory, requests queue and the curve "
+                         "turns up."},
+                        t.file(), ttft, ax))
+        jobs.push_back(*j);
+    Axes sx{"offered request rate (requests/s)", "served requests/s (requests / makespan)"};
+    sx.logx = false;
+    sx.logy = false;
+    if (auto j = xy_job(res,
+                        {"serving_throughput", "serving", "Served vs offered request rate, per KV policy",
+                         "Requests completed per second of the run against the rate they arrived at: a policy follows the "
+                         "diagonal until its KV memory, or the machine, saturates."},
+                        t.file(), served, sx))
+        jobs.push_back(*j);
+    const Table* tl = res.table("serving_timeline");
+    if (!tl) return;
+    const std::vector<size_t> tall = tl->all_rows();
+    const std::vector<std::string> rates = tl->distinct(tall, "rate_req_s");
+    if (rates.empty()) return;
+    const std::vector<size_t> at = tl->where(tall, "rate_req_s", rates.back());
+    std::vector<Series> mem;
+    lt = 1;
+    for (const std::string& p : policies) {
+        const std::vector<size_t> rows = tl->where(at, "policy", p);
+        auto pts = [&](const char* col) {
+            std::vector<std::pair<double, double>> v;
+            for (size_t r : rows) v.emplace_back(tl->num(r, "t_s"), tl->num(r, col));
+            return v;
+        };
+        mem.push_back({p + " reserved", pts("reserved_tokens"), "steps", lt});
+        mem.push_back({p + " holding tokens", pts("held_tokens"), "steps dt 2", lt});
+        lt++;
+    }
+    Axes mx{"time since the first arrival (s)", "KV slots (tokens)"};
+    mx.logx = false;
+    mx.logy = false;
+    mx.key = "top right";
+    if (auto j = xy_job(res,
+                        {"serving_memory", "serving", "KV memory reserved vs holding tokens over time, at " + rates.back() + " req/s",
+                         "After every engine step: the KV slots the policy had reserved for running requests (solid) and "
+                         "those that held a token (dashed). The gap is memory no other request could use."},
+                        tl->file(), mem, mx))
+        jobs.push_back(*j);
+}
+
 }  // namespace
 
 const std::vector<std::pair<std::string, std::vector<std::string>>>& plot_names() {
@@ -650,6 +713,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& plot_names(
         {"seqlen", {"seqlen_decode", "seqlen_kv_memory"}},
         {"memory", {"memory_kv"}},
         {"roofline", {"roofline"}},
+        {"serving", {"serving_latency", "serving_throughput", "serving_memory"}},
         {"quant", {"quant_accuracy", "quant_speed"}},
     };
     return names;
@@ -660,7 +724,7 @@ PlotSet render_plots(const Results& res) {
     const std::map<std::string, Maker> makers = {
         {"cache", cache_plots},       {"cache_tokens", cache_tokens_plots}, {"batch", batch_plots},
         {"precision", precision_plots}, {"seqlen", seqlen_plots},           {"memory", memory_plots},
-        {"roofline", roofline_plots},    {"quant", quant_plots},
+        {"roofline", roofline_plots},    {"serving", serving_plots},         {"quant", quant_plots},
     };
     PlotSet out;
     std::vector<Job> jobs;

@@ -131,6 +131,24 @@ const std::map<std::string, Experiment>& experiments() {
            {"decode/floor", "decode_over_floor"}, {"KL mean", "kl_mean"}, {"top1 agreement", "top1_agreement"},
            {"max |logit diff|", "max_abs_logit_diff"}, {"ppl", "ppl"}, {"ppl change %", "ppl_delta_pct"}},
           {"context", "-kv_bytes_per_token"}}},
+        {"serving",
+         {"Serving a request trace: static reservation, paged KV, prefix sharing",
+          "One trace of requests of different lengths (Poisson arrivals at each rate) served by continuous batching "
+          "on the same engine and the same KV budget (kv_tokens slots) under three memory policies: `static` reserves "
+          "max_len slots per request when it is admitted (a plain batch, or Hugging Face's static cache), `paged` "
+          "allocates blocks of kv_block slots as a request grows and preempts the newest request (to be recomputed) "
+          "when they run out, `prefix` is paged and reuses the cached blocks of a prompt prefix it has seen. TTFT is "
+          "the time from a request's arrival to its first token, TPOT the time per later token, e2e arrival to last "
+          "token; waste is the share of reserved KV slots that held no token, time-weighted over the run. The clock is "
+          "the engine's: each step advances it by its measured duration.",
+          {{"policy", "policy", H::Text}, {"rate req/s", "rate_req_s"}, {"served req/s", "throughput_req_s"},
+           {"output tok/s", "output_tok_s"}, {"TTFT p50 ms", "ttft_ms_p50"}, {"TTFT p99 ms", "ttft_ms_p99"},
+           {"TPOT p50 ms", "tpot_ms_p50"}, {"e2e p50 ms", "e2e_ms_p50"}, {"e2e p99 ms", "e2e_ms_p99"},
+           {"max running", "max_running"}, {"waste %", "waste_pct"}, {"preempted", "preemptions"},
+           {"prefix tokens reused", "prefix_tokens_reused"}},
+          {"rate_req_s", "policy"}}},
+        {"serving_timeline",
+         {"Serving: KV memory over time", "The KV slots each policy reserved and those holding a token, step by step.", {}, {}}},
         {"roofline",
          {"Roofline",
           "Each measured phase placed against the machine's measured ceilings: arithmetic intensity (FLOPs per byte "
@@ -458,7 +476,8 @@ Document build_document(const Results& res, const std::vector<Finding>& findings
     model_section(res, doc);
     hardware_section(res, doc);
     for (const std::string& name : experiment_names())
-        if (name != "quant" || res.table(name)) experiment_section(res, name, plots, doc);  // quant is not in study
+        if (name == "serving_timeline") continue;  // drawn in the serving section
+        else if (name != "quant" || res.table(name)) experiment_section(res, name, plots, doc);  // quant is not in study
     methodology_section(res, doc);
     files_section(res, doc);
     return doc;

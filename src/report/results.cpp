@@ -52,6 +52,13 @@ const std::map<std::string, Columns>& required_columns() {
                                "cache_bytes_at_context", "floor_ms", "decode_over_floor", "streams", "stream_tokens",
                                "kl_mean", "kl_max", "top1_agreement", "max_abs_logit_diff", "ppl_ref", "ppl",
                                "ppl_delta_pct"})},
+        {"serving", with_common({"policy"},
+                                {"rate_req_s", "requests", "kv_tokens", "max_len", "lanes", "system_prompt",
+                                 "system_prompt_prefill_ms", "throughput_req_s", "output_tok_s", "ttft_ms_p50",
+                                 "ttft_ms_p90", "ttft_ms_p99", "tpot_ms_p50", "tpot_ms_p99", "e2e_ms_p50", "e2e_ms_p99",
+                                 "max_running", "mean_reserved_tokens", "mean_held_tokens", "waste_pct", "preemptions",
+                                 "prefix_tokens_reused"})},
+        {"serving_timeline", {{"policy"}, {"rate_req_s", "t_s", "running", "reserved_tokens", "held_tokens"}}},
         {"roofline", with_common({"phase", "bound"},
                                  {"context", "flops", "bytes", "intensity", "ms", "gflops", "gbs", "peak_gflops",
                                   "peak_gbs", "ridge", "pct_peak_flops", "pct_peak_bw", "roofline_tok_s",
@@ -196,8 +203,8 @@ RowKey Table::key_of(size_t row, const std::vector<std::string>& preferred) cons
 // ---- Results --------------------------------------------------------------------------------
 
 const std::vector<std::string>& experiment_names() {
-    static const std::vector<std::string> names = {"cache",  "cache_tokens", "batch",    "precision",
-                                                   "seqlen", "memory",       "roofline", "quant"};
+    static const std::vector<std::string> names = {"cache",  "cache_tokens", "batch",   "precision",        "seqlen",
+                                                   "memory", "roofline",     "serving", "serving_timeline", "quant"};
     return names;
 }
 
