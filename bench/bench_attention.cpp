@@ -7,6 +7,8 @@
 // reads them (the most this access pattern can read on this machine). The cache is cold, as in a decode step
 // between two layers' weights: iterations cycle through copies that outgrow the caches.
 #include <algorithm>
+#include <random>
+#include <numeric>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -90,6 +92,81 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group, int re
         copy = (copy + 1) % kv.copies;
     }
     state.SetBytesProcessed(int64_t(state.iterations()) * 2 * kv.per_head * kHeads * int64_t(kv.elem));
+    state.counters["threads"] = double(nt);
+}
+
+// The paged layout: each head's keys in blocks of `block` rows scattered over a pool laid out as
+// the engine's ([layer][block][kv_head][block rows][head_dim]), read through per-head runs as
+// attend_cached reads them (ops::attend_heads_float_runs, heads two by two). Compare with
+// attention/<dtype>/keys:K/heads:2 in the same run, alternated:
+//   kvscope_microbench --benchmark_filter='attention(_paged)?/fp16/keys:912/(heads:2|block)'
+//       --benchmark_repetitions=10 --benchmark_enable_random_interleaving=true
+void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block) {
+    constexpr int kLayers = 6, kLayerHeads = kHeads / kLayers;
+    const size_t elem = size_t(dtype_size(dt)), row = size_t(kHeadDim) * elem;
+    const int blocks = (keys + block - 1) / block;  // per layer and sequence
+    const size_t block_bytes = size_t(kLayerHeads) * size_t(block) * row;
+    const size_t per_copy = size_t(kLayers) * size_t(blocks) * block_bytes;
+    const int64_t copies = std::max<int64_t>(2, (int64_t(1024) << 20) / int64_t(2 * per_copy));
+    auto k = make_aligned<uint8_t>(per_copy * size_t(copies)), v = make_aligned<uint8_t>(per_copy * size_t(copies));
+    const uint16_t one = dt == DType::F16 ? 0x3c00 : 0x3f80;
+    for (size_t i = 0; i < per_copy * size_t(copies); i += elem) {
+        if (dt == DType::F32) {
+            const float f = 0.01f * float(i % 97);
+            std::memcpy(&k[i], &f, 4);
+            std::memcpy(&v[i], &f, 4);
+        } else {
+            std::memcpy(&k[i], &one, 2);
+            std::memcpy(&v[i], &one, 2);
+        }
+    }
+    // Each copy's layers take their blocks in a shuffled order, as a pool shared by many
+    // sequences hands them out.
+    std::vector<std::vector<int>> table(size_t(copies * kLayers));
+    std::mt19937 rng(3);
+    for (auto& t : table) {
+        t.resize(size_t(blocks));
+        std::iota(t.begin(), t.end(), 0);
+        std::shuffle(t.begin(), t.end(), rng);
+    }
+    KvCodec codec;
+    codec.dtype = dt;
+    auto runs = [&](const AlignedArray<uint8_t>& a, int64_t copy, int h, KvRuns* out) {
+        const int il = h / kLayerHeads, kh = h % kLayerHeads;
+        const std::vector<int>& t = table[size_t(copy * kLayers + il)];
+        out->clear();
+        for (int b = 0; b < blocks; b++) {
+            const uint8_t* p = a.get() + size_t(copy) * per_copy + (size_t(il) * size_t(blocks) + size_t(t[size_t(b)])) * block_bytes +
+                               size_t(kh) * size_t(block) * row;
+            out->add(KvRun{p, nullptr, codec, int64_t(row), b * block, std::min(keys, (b + 1) * block)});
+        }
+    };
+    std::vector<float> q(kHeadDim, 0.1f);
+    auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
+    const int nt = omp_get_max_threads();
+    const size_t srow = (2 * size_t(keys) + 15) / 16 * 16;
+    auto scores = make_aligned<float>(size_t(nt) * srow);
+    int64_t copy = 0;
+    for (auto _ : state) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int h = 0; h < kHeads; h += 2) {
+            thread_local KvRuns kr[2], vr[2];
+            float* sc = scores.get() + size_t(omp_get_thread_num()) * srow;
+            const float* qs[2] = {q.data(), q.data()};
+            const KvRuns* krp[2] = {&kr[0], &kr[1]};
+            const KvRuns* vrp[2] = {&vr[0], &vr[1]};
+            float* os[2];
+            for (int x = 0; x < 2; x++) {
+                runs(k, copy, h + x, &kr[x]);
+                runs(v, copy, h + x, &vr[x]);
+                os[x] = out.get() + (h + x) * kHeadDim;
+            }
+            ops::attend_heads_float_runs(2, qs, krp, vrp, dt, kHeadDim, 0, keys, 0.125f, sc, os);
+        }
+        benchmark::DoNotOptimize(out.get());
+        copy = (copy + 1) % copies;
+    }
+    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * int64_t(keys) * int64_t(row) * kHeads);
     state.counters["threads"] = double(nt);
 }
 
@@ -183,6 +260,15 @@ const int kRegistered = [] {
                                               std::to_string(keys) + "/heads:" + std::to_string(group))
                                                  .c_str(),
                                              bm_attention, dt, keys, group, 1)
+                    ->Unit(benchmark::kMicrosecond)
+                    ->MeasureProcessCPUTime()
+                    ->UseRealTime();
+        for (DType dt : {DType::F32, DType::F16})
+            for (int block : {16, 32})
+                benchmark::RegisterBenchmark(("attention_paged/" + std::string(dtype_name(dt)) + "/keys:" + std::to_string(keys) +
+                                              "/block:" + std::to_string(block))
+                                                 .c_str(),
+                                             bm_attention_paged, dt, keys, block)
                     ->Unit(benchmark::kMicrosecond)
                     ->MeasureProcessCPUTime()
                     ->UseRealTime();

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <numeric>
 #include <random>
 
 #include "ops/attention.h"
@@ -114,6 +116,77 @@ TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
                                                       << " [" << lo << "," << hi << ") head " << i / size_t(hd);
                 }
             }
+}
+
+// A paged cache's runs: blocks scattered over a pool, read block by block, give the reference's
+// attention for every float type, block size, head count and head size.
+TEST(Ops, AttentionOverScatteredBlocksMatchesReference) {
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd;
+    for (DType dt : {DType::F32, DType::F16, DType::BF16})
+        for (int hd : {40, 64})
+            for (int bt : {1, 3, 16})
+                for (auto [lo, hi] : {std::pair{0, 1}, std::pair{0, 37}, std::pair{5, 100}, std::pair{16, 64}})
+                    for (int n : {1, 2, 3, 8}) {
+                        const size_t esz = dtype_size(dt), row = size_t(hd) * esz;
+                        const int n_blk = (hi + bt - 1) / bt;
+                        // Pool: n heads x n_blk blocks of bt rows, in a shuffled order.
+                        std::vector<int> where(size_t(n) * size_t(n_blk));
+                        std::iota(where.begin(), where.end(), 0);
+                        std::shuffle(where.begin(), where.end(), rng);
+                        std::vector<uint8_t> Kp(where.size() * size_t(bt) * row), Vp(Kp.size());
+                        std::vector<uint8_t> K(size_t(n) * size_t(hi) * row), V(K.size());
+                        auto put = [&](uint8_t* dst, float f) {
+                            if (dt == DType::F32) std::memcpy(dst, &f, 4);
+                            else {
+                                const uint16_t h = dt == DType::F16 ? f32_to_f16(f) : f32_to_bf16(f);
+                                std::memcpy(dst, &h, 2);
+                            }
+                        };
+                        std::vector<float> q(size_t(n) * size_t(hd)), out(q.size()), ref(q.size());
+                        for (auto& v : q) v = 4 * nd(rng);
+                        std::vector<KvRuns> kr(static_cast<size_t>(n)), vr(static_cast<size_t>(n));
+                        for (int x = 0; x < n; x++)
+                            for (int j = 0; j < hi; j++) {
+                                const size_t blk = size_t(where[size_t(x * n_blk + j / bt)]);
+                                const size_t at = (blk * size_t(bt) + size_t(j % bt)) * row;
+                                for (int i = 0; i < hd; i++) {
+                                    const float k = nd(rng), v = nd(rng);
+                                    put(&Kp[at + size_t(i) * esz], k);
+                                    put(&Vp[at + size_t(i) * esz], v);
+                                    put(&K[(size_t(x) * size_t(hi) + size_t(j)) * row + size_t(i) * esz], k);
+                                    put(&V[(size_t(x) * size_t(hi) + size_t(j)) * row + size_t(i) * esz], v);
+                                }
+                            }
+                        KvCodec c;
+                        c.dtype = dt;
+                        for (int x = 0; x < n; x++)
+                            for (int j0 = lo; j0 < hi;) {
+                                const int j1 = std::min(hi, (j0 / bt + 1) * bt);
+                                const size_t blk = size_t(where[size_t(x * n_blk + j0 / bt)]);
+                                const size_t at = (blk * size_t(bt) + size_t(j0 % bt)) * row;
+                                kr[size_t(x)].add(KvRun{&Kp[at], nullptr, c, int64_t(row), j0, j1});
+                                vr[size_t(x)].add(KvRun{&Vp[at], nullptr, c, int64_t(row), j0, j1});
+                                j0 = j1;
+                            }
+                        const float* qs[8];
+                        float* os[8];
+                        const KvRuns *krp[8], *vrp[8];
+                        for (int x = 0; x < n; x++) {
+                            qs[x] = q.data() + x * hd;
+                            os[x] = out.data() + x * hd;
+                            krp[x] = &kr[size_t(x)];
+                            vrp[x] = &vr[size_t(x)];
+                            ops::ref::attend_head(qs[x], &K[size_t(x) * size_t(hi) * row], &V[size_t(x) * size_t(hi) * row], dt,
+                                                  hd, lo, hi, 0.125f, ref.data() + x * hd);
+                        }
+                        std::vector<float> scores(size_t(n) * size_t(hi));
+                        ops::attend_heads_float_runs(n, qs, krp, vrp, dt, hd, lo, hi, 0.125f, scores.data(), os);
+                        for (size_t i = 0; i < q.size(); i++)
+                            ASSERT_NEAR(out[i], ref[i], 1e-5f + 1e-5f * std::abs(ref[i]))
+                                << dtype_name(dt) << " hd " << hd << " block " << bt << " [" << lo << "," << hi << ") heads "
+                                << n << " head " << i / size_t(hd);
+                    }
 }
 
 // The read-only floor's kernel reads every byte: its sum equals a scalar sum of the same words

@@ -69,7 +69,9 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
                         }
                     }
                 }
-                if (windowed) ops::attend_heads_runs(n, q, krp, vrp, hd, lo, slot + 1, scale, scores, out);
+                if (windowed && float_dt && !cache.windowed())  // paged float rows: the float kernels, block by block
+                    ops::attend_heads_float_runs(n, q, krp, vrp, fmt.k.dtype, hd, lo, slot + 1, scale, scores, out);
+                else if (windowed) ops::attend_heads_runs(n, q, krp, vrp, hd, lo, slot + 1, scale, scores, out);
                 else if (float_dt) ops::attend_heads(n, q, k, v, fmt.k.dtype, hd, lo, slot + 1, scale, scores, out);
                 else ops::attend_heads_codec(n, q, k, v, fmt.k, fmt.v, hd, lo, slot + 1, scale, scores, out);
             }

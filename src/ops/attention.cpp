@@ -1,6 +1,7 @@
 #include "ops/attention.h"
 
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "core/error.h"
@@ -98,9 +99,10 @@ inline void prefetch_lines(const void* base, int64_t from, int64_t n) {
 }
 
 // acc[0, hd) += sum over keys k in [c, e) of p[k] * V[k]. 64 columns (8 accumulators) per
-// pass: one pass for GPT-2's head_dim of 64, so each value row is read once.
+// pass: one pass for GPT-2's head_dim of 64, so each value row is read once. Rows are
+// prefetched kPrefetchBytes ahead while that stays below byte pf_end of V.
 template <DType T, int HD>
-void accumulate_values(const float* p, const void* V, int hd_, int c, int e, float* acc) {
+void accumulate_values(const float* p, const void* V, int hd_, int c, int e, float* acc, int64_t pf_end) {
     const int hd = HD ? HD : hd_;
     const int64_t row = int64_t(hd) * int64_t(dtype_size(T));  // bytes of one value row
     int i = 0;
@@ -108,7 +110,7 @@ void accumulate_values(const float* p, const void* V, int hd_, int c, int e, flo
         __m256 o[8];
         for (int b = 0; b < 8; b++) o[b] = _mm256_loadu_ps(acc + i + 8 * b);
         for (int k = c; k < e; k++) {
-            if (i == 0) prefetch_lines(V, k * row + kPrefetchBytes, row);
+            if (i == 0 && k * row + kPrefetchBytes < pf_end) prefetch_lines(V, k * row + kPrefetchBytes, row);
             const __m256 pk = _mm256_set1_ps(p[k]);
             const int64_t base = int64_t(k) * hd + i;
             for (int b = 0; b < 8; b++) o[b] = _mm256_fmadd_ps(pk, simd::load8<T>(V, base + 8 * b), o[b]);
@@ -163,10 +165,81 @@ void attend(const float* const* q_, const void* const* K_, const void* const* V_
     const int chunk = N == 1 ? hi - lo : kValueChunk;
     for (int c = lo; c < hi; c += chunk) {
         const int e = hi - c < chunk ? hi : c + chunk;
-        for (int x = 0; x < N; x++) accumulate_values<T, HD>(s[x], V[x], hd, c, e, out[x]);
+        for (int x = 0; x < N; x++) accumulate_values<T, HD>(s[x], V[x], hd, c, e, out[x], INT64_MAX);
     }
     for (int x = 0; x < N; x++)
         for (int i = 0; i < hd; i++) out[x][i] *= inv[x];
+}
+
+// The same over runs of slots (a paged cache's blocks), the run boundaries equal for the N
+// heads. Within a run the loops are attend's; the rows of the next run, elsewhere in memory,
+// are prefetched whole when a run starts, instead of the bytes after the current one.
+template <DType T, int N, int HD>
+void attend_runs(const float* const* q_, const KvRuns* const* kr, const KvRuns* const* vr, int hd_, int lo, int hi,
+                 float scale, float* scores, float* const* out) {
+    const int hd = HD ? HD : hd_;
+    const float* q[N];
+    float* s[N];
+    for (int x = 0; x < N; x++) {
+        q[x] = q_[x];
+        s[x] = scores + int64_t(x) * hi;
+    }
+    const int64_t row = int64_t(hd) * int64_t(dtype_size(T));
+    const int nr = kr[0]->n;
+    for (int r = 0; r < nr; r++) {
+        const int j0 = kr[0]->r[size_t(r)].j0, len = kr[0]->r[size_t(r)].j1 - j0;
+        if (r + 1 < nr)
+            for (int x = 0; x < N; x++) {
+                const KvRun& nx = kr[x]->r[size_t(r + 1)];
+                prefetch_lines(nx.rows, 0, (int64_t(nx.j1 - nx.j0) * row + 63) / 64 * 64);
+            }
+        const void* K[N];
+        for (int x = 0; x < N; x++) K[x] = kr[x]->r[size_t(r)].rows;
+        int j = 0;
+        for (; j + 4 <= len; j += 4)
+            for (int x = 0; x < N; x++) scores4<T, HD>(q[x], K[x], hd, j, scale, s[x] + j0);
+        for (; j < len; j++)
+            for (int x = 0; x < N; x++) s[x][j0 + j] = score1<T, HD>(q[x], K[x], hd, j, scale);
+    }
+    float inv[N];
+    for (int x = 0; x < N; x++) {
+        inv[x] = exp_shifted(s[x], lo, hi);
+        for (int i = 0; i < hd; i++) out[x][i] = 0.0f;
+    }
+    for (int r = 0; r < nr; r++) {
+        const int j0 = vr[0]->r[size_t(r)].j0, len = vr[0]->r[size_t(r)].j1 - j0;
+        if (r + 1 < nr)
+            for (int x = 0; x < N; x++) {
+                const KvRun& nx = vr[x]->r[size_t(r + 1)];
+                prefetch_lines(nx.rows, 0, (int64_t(nx.j1 - nx.j0) * row + 63) / 64 * 64);
+            }
+        const int chunk = N == 1 ? len : kValueChunk;
+        for (int c = 0; c < len; c += chunk) {
+            const int e = len - c < chunk ? len : c + chunk;
+            for (int x = 0; x < N; x++)
+                accumulate_values<T, HD>(s[x] + j0, vr[x]->r[size_t(r)].rows, hd, c, e, out[x], int64_t(len) * row);
+        }
+    }
+    for (int x = 0; x < N; x++)
+        for (int i = 0; i < hd; i++) out[x][i] *= inv[x];
+}
+
+template <int N, int HD>
+void attend_runs_typed(const float* const* q, const KvRuns* const* kr, const KvRuns* const* vr, DType dt, int hd, int lo,
+                       int hi, float scale, float* scores, float* const* out) {
+    switch (dt) {
+        case DType::F32: attend_runs<DType::F32, N, HD>(q, kr, vr, hd, lo, hi, scale, scores, out); break;
+        case DType::F16: attend_runs<DType::F16, N, HD>(q, kr, vr, hd, lo, hi, scale, scores, out); break;
+        case DType::BF16: attend_runs<DType::BF16, N, HD>(q, kr, vr, hd, lo, hi, scale, scores, out); break;
+        default: break;
+    }
+}
+
+template <int N>
+void attend_runs_dispatch(const float* const* q, const KvRuns* const* kr, const KvRuns* const* vr, DType dt, int hd,
+                          int lo, int hi, float scale, float* scores, float* const* out) {
+    if (hd == 64) attend_runs_typed<N, 64>(q, kr, vr, dt, hd, lo, hi, scale, scores, out);
+    else attend_runs_typed<N, 0>(q, kr, vr, dt, hd, lo, hi, scale, scores, out);
 }
 
 template <int N, int HD>
@@ -209,6 +282,24 @@ void attend_heads(int n, const float* const* q, const void* const* K, const void
         case 7: attend_dispatch<7>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
         case 8: attend_dispatch<8>(q, K, V, dt, head_dim, lo, hi, scale, scores, out); break;
         default: fail("attend_heads: {} heads in a group; expected 1 to {}", n, kMaxHeadGroup);
+    }
+}
+
+void attend_heads_float_runs(int n, const float* const* q, const KvRuns* const* kruns, const KvRuns* const* vruns,
+                             DType dt, int head_dim, int lo, int hi, float scale, float* scores, float* const* out) {
+    for (int x = 1; x < n; x++)
+        if (kruns[x]->n != kruns[0]->n || vruns[x]->n != kruns[0]->n)
+            fail("internal: attend_heads_float_runs: heads with different runs");
+    switch (n) {
+        case 1: attend_runs_dispatch<1>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 2: attend_runs_dispatch<2>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 3: attend_runs_dispatch<3>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 4: attend_runs_dispatch<4>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 5: attend_runs_dispatch<5>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 6: attend_runs_dispatch<6>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 7: attend_runs_dispatch<7>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 8: attend_runs_dispatch<8>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
+        default: fail("attend_heads_float_runs: {} heads in a group; expected 1 to {}", n, kMaxHeadGroup);
     }
 }
 
