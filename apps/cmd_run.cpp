@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "kv/kv_codec.h"
+#include "kv/kv_evict.h"
 #include "model/loader.h"
 #include "report/csv.h"
 #include "runtime/engine.h"
@@ -23,10 +24,10 @@ namespace {
 
 struct RunOpts {
     std::string model = "distilgpt2", tokenizer, dtype = "fp32", kv_dtype = "", k_dtype, v_dtype, device = "cpu", csv,
-        padding = "none", kv_layout = "contiguous";
+        padding = "none", kv_layout = "contiguous", kv_policy = "full", kv_budget;
     std::vector<std::string> prompts, prompt_ids;
     int use_cache = 1, batch = 1, prompt_len = 32, max_new = 64, threads = 0, warmup = 1, top_k = 0, kv_residual = 0, kv_sinks = 0,
-        kv_block = 16;
+        kv_block = 16, evict_sinks = 4, evict_recent = -1, snapkv_window = 32, snapkv_pool = 7;
     bool no_cache = false, prefix_cache = false, json = false, ignore_eos = false, quiet = false;
     float temperature = 0.0f, top_p = 1.0f;
     uint64_t seed = 0;
@@ -117,7 +118,19 @@ void run(const RunOpts& o) {
     eo.kv_dtype = kt;
     eo.kv_block = paged ? o.kv_block : 0;
     eo.prefix_cache = o.prefix_cache;
-    if (max_prompt + o.max_new > c.n_ctx)
+    eo.policy.kind = parse_kv_policy(o.kv_policy, "--kv-policy");
+    if (eo.policy.bounded()) {
+        if (o.kv_budget.empty()) fail("--kv-policy {}: give the tokens to keep with --kv-budget (e.g. 256 or 0.25)", o.kv_policy);
+        eo.policy.budget = parse_kv_budget(o.kv_budget, c.n_ctx, "--kv-budget");
+        eo.policy.sinks = o.evict_sinks;
+        eo.policy.recent = o.evict_recent;
+        eo.policy.window = o.snapkv_window;
+        eo.policy.pool = o.snapkv_pool;
+        eo.policy.validate();
+    } else if (!o.kv_budget.empty()) {
+        fail("--kv-budget {}: needs a bounded --kv-policy (window, sinks, h2o, snapkv or tova)", o.kv_budget);
+    }
+    if (!eo.policy.bounded() && max_prompt + o.max_new > c.n_ctx)
         fail("prompt ({} tokens) + --max-new-tokens ({}) = {} exceeds the context window of {} ({} positions)",
              max_prompt, o.max_new, max_prompt + o.max_new, o.model, c.n_ctx);
     Engine engine(*m.weights, eo);
@@ -158,6 +171,12 @@ void run(const RunOpts& o) {
         j["dtype"] = dtype_name(wt);
         j["kv_dtype"] = kv_format_name(kt);
         j["kv_layout"] = o.kv_layout;
+        j["kv_policy"] = kv_policy_name(eo.policy.kind);
+        if (eo.policy.bounded()) {
+            j["kv_budget"] = eo.policy.budget;
+            j["kv_policy_label"] = kv_policy_label(eo.policy);
+            j["kv_tokens_held"] = engine.held(0);
+        }
         if (paged) {
             j["kv_block"] = o.kv_block;
             j["kv_blocks"] = engine.block_pool()->n_blocks();
@@ -218,6 +237,10 @@ void run(const RunOpts& o) {
         fmt::print("KV layout paged: {} blocks of {} tokens; {} blocks cached for prefix reuse, {} evicted\n",
                    pool.n_blocks(), pool.block_tokens(), pool.n_cached(), pool.evictions());
     }
+    if (eo.policy.bounded())
+        fmt::print("KV policy {}: {} of {} tokens held per sequence at the end (cache of {} slots)\n",
+                   kv_policy_label(eo.policy), engine.held(0), max_prompt + int(r.tokens[0].size()) - 1,
+                   engine_slots(eo));
     if (o.prefix_cache)
         fmt::print("prefix cache: {} of {} prompt tokens taken from cached blocks, not prefilled ({} prefill forwards)\n",
                    r.prefix_tokens_reused, r.prompt_tokens, r.prefill_forwards);
@@ -257,6 +280,20 @@ void add_run(CLI::App& app) {
     cmd->add_flag("--prefix-cache", o->prefix_cache,
                   "Paged layout: prompts reuse cached blocks of a shared prefix (hash of parent block and tokens) and "
                   "prefill only the rest");
+    cmd->add_option("--kv-policy", o->kv_policy,
+                    "Keep part of the cache: full, window (newest tokens), sinks (first --evict-sinks + newest, "
+                    "StreamingLLM), h2o (newest --evict-recent + most attended), snapkv (observation window + most "
+                    "attended by it, pooled), tova (most attended by the newest query); bounded policies may "
+                    "generate past a rotary model's context window")
+        ->capture_default_str();
+    cmd->add_option("--kv-budget", o->kv_budget, "Tokens each sequence keeps with a bounded --kv-policy: N or a fraction of the context (0.25)");
+    cmd->add_option("--evict-sinks", o->evict_sinks, "--kv-policy sinks: first tokens never evicted")->capture_default_str();
+    cmd->add_option("--evict-recent", o->evict_recent, "--kv-policy h2o: newest tokens always kept (-1 = half the budget)")
+        ->capture_default_str();
+    cmd->add_option("--snapkv-window", o->snapkv_window, "--kv-policy snapkv: observation window (newest queries and tokens)")
+        ->capture_default_str();
+    cmd->add_option("--snapkv-pool", o->snapkv_pool, "--kv-policy snapkv: max-pooling width over neighbouring positions (odd)")
+        ->capture_default_str();
     cmd->add_option("--k-dtype", o->k_dtype, "Storage of K alone (overrides --kv-dtype for keys)");
     cmd->add_option("--v-dtype", o->v_dtype, "Storage of V alone (overrides --kv-dtype for values)");
     cmd->add_option("--device", o->device, "cpu (the only backend in this build)")->capture_default_str();

@@ -33,10 +33,11 @@ fs::path make_dir(const std::string& variant, int shards) {
     return d;
 }
 
-std::vector<std::vector<float>> torch_logits(const fs::path& dir, const std::vector<std::vector<int32_t>>& prompts) {
+std::vector<std::vector<float>> torch_logits(const fs::path& dir, const std::vector<std::vector<int32_t>>& prompts,
+                                             const std::string& extra = "") {
     fs::path o = dir.parent_path();
     std::string cmd = tool() + " --model " + dir.string() + " --out " + (o / "ref.json").string() + " --out-bin " +
-                      (o / "ref.bin").string();
+                      (o / "ref.bin").string() + extra;
     for (const auto& p : prompts) {
         std::string s;
         for (size_t i = 0; i < p.size(); i++) s += (i ? "," : "") + std::to_string(p[i]);
@@ -140,6 +141,43 @@ TEST(LlamaVsTorch, CacheOnOffAndBatchAgree) {
         const auto on = run(prompts, true, kv);
         EXPECT_EQ(on, run(prompts, false, kv)) << dtype_name(kv);
         for (size_t i = 0; i < prompts.size(); i++) EXPECT_EQ(on[i], run({prompts[i]}, true, kv)[0]) << dtype_name(kv) << " " << i;
+    }
+}
+
+// StreamingLLM's positions within the cache (kvscope --kv-policy sinks and window) against an
+// independent PyTorch decoder that caches pre-RoPE keys and rotates them at their index in the
+// cache: every step of a 300-token stream, past the model's 256 positions.
+TEST(LlamaVsTorch, SinksAndWindowUsePositionsWithinTheCache) {
+    if (!have_torch()) GTEST_SKIP() << "/usr/bin/python3 cannot import torch: apt-get install python3-torch";
+    const fs::path d = make_dir("llama", 1);
+    Model m = load_model(d.string(), DType::F32);
+    const int64_t V = m.cfg.n_vocab;
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 300; i++) ids.push_back(int32_t((i * 37 + 11) % 97));
+    for (int sinks : {4, 0}) {
+        const int budget = 24;
+        const auto ref = torch_logits(d, {ids}, " --stream-budget " + std::to_string(budget) + " --stream-sinks " +
+                                                    std::to_string(sinks))[0];
+        EngineOptions eo;
+        eo.max_prompt = 1;
+        eo.max_new_tokens = int(ids.size());
+        eo.policy.kind = sinks > 0 ? KvPolicy::Sinks : KvPolicy::Window;
+        eo.policy.budget = budget;
+        eo.policy.sinks = sinks;
+        Engine e(*m.weights, eo);
+        std::vector<int32_t> rest(ids.begin() + 1, ids.end());
+        rest.push_back(0);
+        const std::vector<float> ours = e.forced_logits({ids[0]}, rest);
+        double worst = 0;
+        for (size_t pos = 0; pos < ids.size(); pos++)
+            for (int64_t v = 0; v < V; v++) {
+                const double r = ref[pos * size_t(V) + size_t(v)], a = ours[pos * size_t(V) + size_t(v)];
+                worst = std::max(worst, std::abs(a - r));
+                ASSERT_LE(std::abs(a - r), 2e-4 + 1e-4 * std::abs(r))
+                    << (sinks ? "sinks" : "window") << ": position " << pos << " logit " << v << ": kvscope " << a << " torch " << r;
+            }
+        std::printf("%s %d, budget %d: max |kvscope - torch| %.3g over %zu positions\n", sinks ? "sinks" : "window", sinks,
+                    budget, worst, ids.size());
     }
 }
 

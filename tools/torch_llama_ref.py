@@ -8,6 +8,12 @@ biases (Qwen2) and an untied output head.
 
   torch_llama_ref.py --make-random DIR [--variant llama|qwen2|llama3] [--shards N] [--seed S]
   torch_llama_ref.py --model DIR --prompt-ids 1,2,3 [--prompt-ids ...] --out ref.json --out-bin ref.bin
+  torch_llama_ref.py --model DIR --prompt-ids 1,2,3 --stream-budget B [--stream-sinks S] --out ... --out-bin ...
+
+--stream-budget decodes the ids one token at a time as StreamingLLM does: each layer caches
+pre-RoPE keys and values, a step's query attends over the cache and itself with positions
+counted within the cache (0 for the first cached token, the query last), and after each step
+the cache keeps the first S tokens and the newest B - S (S = 0: a plain sliding window).
 
 --make-random writes a small GQA model (4 query heads, 2 KV heads, untied head) with weights
 large enough (std 0.25) that attention is far from uniform, so rotary or grouping mistakes move
@@ -161,6 +167,58 @@ def forward(cfg, w, ids):
     return x @ head.T
 
 
+def stream_forward(cfg, w, ids, budget, sinks):
+    d, nh = cfg["hidden_size"], cfg["num_attention_heads"]
+    nkv = cfg.get("num_key_value_heads", nh)
+    hd = cfg.get("head_dim", d // nh)
+    eps = cfg.get("rms_norm_eps", 1e-6)
+    inv = inv_freq(cfg, hd)
+    L = cfg["num_hidden_layers"]
+    keys = [[] for _ in range(L)]
+    vals = [[] for _ in range(L)]
+    out = []
+
+    def rot(x, positions):
+        ang = torch.outer(torch.tensor(positions, dtype=torch.float64), inv)
+        emb = torch.cat((ang, ang), dim=-1)[:, None, :]
+        return x * emb.cos() + rotate_half(x) * emb.sin()
+
+    for tok in ids:
+        x = w["model.embed_tokens.weight"][torch.tensor([tok])]
+        for il in range(L):
+            p = f"model.layers.{il}."
+            h = rms(x, w[p + "input_layernorm.weight"], eps)
+
+            def proj(name):
+                y = h @ w[p + name + ".weight"].T
+                b = w.get(p + name + ".bias")
+                return y + b if b is not None else y
+
+            q = proj("self_attn.q_proj").view(1, nh, hd)
+            keys[il].append(proj("self_attn.k_proj").view(nkv, hd))
+            vals[il].append(proj("self_attn.v_proj").view(nkv, hd))
+            n = len(keys[il])
+            k = rot(torch.stack(keys[il]), list(range(n)))  # [n, nkv, hd]
+            q = rot(q, [n - 1])[0]                            # [nh, hd]
+            k = k.repeat_interleave(nh // nkv, dim=1).transpose(0, 1)              # [nh, n, hd]
+            v = torch.stack(vals[il]).repeat_interleave(nh // nkv, dim=1).transpose(0, 1)
+            a = torch.softmax((k @ q[:, :, None])[:, :, 0] / math.sqrt(hd), dim=-1)  # [nh, n]
+            att = (a[:, None, :] @ v)[:, 0, :]                                      # [nh, hd]
+            x = x + att.reshape(1, nh * hd) @ w[p + "self_attn.o_proj.weight"].T
+            h = rms(x, w[p + "post_attention_layernorm.weight"], eps)
+            g = h @ w[p + "mlp.gate_proj.weight"].T
+            u = h @ w[p + "mlp.up_proj.weight"].T
+            x = x + (torch.nn.functional.silu(g) * u) @ w[p + "mlp.down_proj.weight"].T
+        x = rms(x, w["model.norm.weight"], eps)
+        head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
+        out.append((x @ head.T)[0])
+        for il in range(L):
+            while len(keys[il]) > budget:
+                del keys[il][sinks]
+                del vals[il][sinks]
+    return torch.stack(out)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--make-random", metavar="DIR")
@@ -172,6 +230,8 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--out-bin")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--stream-budget", type=int, default=0)
+    ap.add_argument("--stream-sinks", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     if a.make_random:
@@ -185,7 +245,10 @@ def main():
     with open(a.out_bin, "wb") as fb:
         for s in a.prompt_ids:
             ids = [int(t) for t in s.split(",")]
-            logits = forward(cfg, w, ids).to(torch.float32).numpy()
+            if a.stream_budget > 0:
+                logits = stream_forward(cfg, w, ids, a.stream_budget, a.stream_sinks).to(torch.float32).numpy()
+            else:
+                logits = forward(cfg, w, ids).to(torch.float32).numpy()
             fb.write(logits.astype("<f4").tobytes())
             res["prompts"].append({"ids": ids, "n_pos": len(ids), "bin_offset": offset})
             offset += logits.size

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/error.h"
+#include "kv/kv_evict.h"
 #include "ops/attention.h"
 #include "ops/read.h"
 
@@ -35,6 +37,20 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
     const bool float_dt = fmt.is_float(fmt.k.dtype);
     // A window, sinks, per-channel keys or a paged layout: each head's slots as runs.
     const bool windowed = cache.windowed() || cache.paged();
+    // Eviction statistics: each token's rank from its sequence's last token in this ubatch (in
+    // the calling thread's buffers, read by the team through `rank`).
+    KvEvictor* ev = cache.evictor() && cache.evictor()->needs_stats() ? cache.evictor() : nullptr;
+    static thread_local std::vector<int> rank_buf, seen;
+    bool shared = false;
+    if (ev) {
+        rank_buf.resize(size_t(T));
+        seen.assign(size_t(cache.shape().n_seq), 0);
+        for (int t = T - 1; t >= 0; t--) {
+            rank_buf[size_t(t)] = seen[size_t(ub.seq[t])]++;
+            shared |= rank_buf[size_t(t)] > 0;
+        }
+    }
+    const int* rank = rank_buf.data();
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int t = 0; t < T; t++) {
         for (int task = 0; task < n_tasks; task++) {
@@ -74,6 +90,19 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
                 else if (windowed) ops::attend_heads_runs(n, q, krp, vrp, hd, lo, slot + 1, scale, scores, out);
                 else if (float_dt) ops::attend_heads(n, q, k, v, fmt.k.dtype, hd, lo, slot + 1, scale, scores, out);
                 else ops::attend_heads_codec(n, q, k, v, fmt.k, fmt.v, hd, lo, slot + 1, scale, scores, out);
+                // The kernel leaves each head's exp(score - max) in its scores row: report them
+                // per KV head (the cache is not read again).
+                for (int x0 = 0; ev && x0 < n;) {
+                    const int kvh = (c + x0) / plan.group;
+                    int x1 = x0;
+                    const float* p[ops::kMaxHeadGroup];
+                    while (x1 < n && (c + x1) / plan.group == kvh) {
+                        p[x1 - x0] = scores + int64_t(x1) * (slot + 1);
+                        x1++;
+                    }
+                    ev->observe(kl, s, kvh, rank[t], p, x1 - x0, lo, slot + 1, shared);
+                    x0 = x1;
+                }
             }
         }
     }

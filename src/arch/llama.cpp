@@ -35,6 +35,24 @@ LlamaModel::LlamaModel(const LlamaWeights& w, int max_tok, int max_out, int max_
         p += (sizes[i] + 15) / 16 * 16;
     }
     ops::reserve_matmul(std::max<int64_t>(T, max_out), std::max<int64_t>({d, ff, c_.q_dim()}));
+    sink_.resize(size_t(2 * c_.head_dim));
+}
+
+void LlamaModel::place_sinks(const Ubatch& ub, KvCache& cache, int kl) {
+    const int S = cache.shape().virtual_sinks, hd = c_.head_dim, half = hd / 2;
+    float *cs = sink_.data(), *sn = cs + half, *k = sink_.data() + hd;
+    for (int t = 0; t < ub.n_tok; t++) {
+        if (t > 0 && ub.seq[t - 1] == ub.seq[t]) continue;  // once per run of a sequence's tokens
+        const int shift = ub.pos[t] - ub.slot[t];            // tokens evicted before this one
+        if (shift <= 0) continue;
+        ops::rope_angles(inv_freq_.data(), half, shift, cs, sn);
+        for (int h = 0; h < c_.n_kv_head; h++)
+            for (int j = 0; j < std::min(S, ub.slot[t]); j++) {
+                std::copy_n(cache.sink_key(kl, ub.seq[t], h, j), hd, k);
+                ops::rope(k, 1, hd, c_.rope_layout, cs, sn);
+                cache.write_k(kl, ub.seq[t], h, j, k);
+            }
+    }
 }
 
 void LlamaModel::forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, float* logits) {
@@ -62,6 +80,7 @@ void LlamaModel::forward(const Ubatch& ub, KvCache& cache, const KvSeqs& seqs, f
             ops::rope(q + qd, c_.n_kv_head, hd, c_.rope_layout, cs, sn);               // K heads
             cache.write(kl, ub.seq[t], ub.slot[t], seqs.pad(ub.seq[t]), q + qd, q + qd + kvd);  // K, V of token t
         }
+        if (cache.shape().virtual_sinks > 0) place_sinks(ub, cache, kl);
         attend_cached(plan_, ub, cache, seqs, kl, qkv_, qkv, att_, qd, scores_, max_slots_);  // [T, q]
         ops::matmul(att_, T, L.wo, nullptr, tmp_);                                    // [T, d]
         ops::add_inplace(x_, tmp_, int64_t(T) * d);

@@ -24,6 +24,11 @@ public:
     int64_t scratch_bytes() const override { return scratch_bytes_; }
 
 private:
+    // Virtual sinks (KvShape::virtual_sinks): each sequence's sink keys of layer kl, rotated
+    // from their first-written form by the distance its tokens' positions now run ahead of their
+    // slots, so that the sinks sit just before the window (StreamingLLM's positions).
+    void place_sinks(const Ubatch& ub, KvCache& cache, int kl);
+
     const LlamaWeights& w_;
     const ModelConfig& c_;
     AttnPlan plan_;
@@ -41,6 +46,7 @@ private:
     float* rope_;    // [max_tok, head_dim] cos (first half) and sin (second half) of each token's angles
     float* scores_;  // [n_threads, plan_.scores_per_thread(max_slots)]
     float* xo_;      // [max_out, n_embd] final-norm rows whose logits are wanted
+    std::vector<float> sink_;  // [2 head_dim] place_sinks' angles and rotated key
 };
 
 }  // namespace kvscope

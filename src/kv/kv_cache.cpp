@@ -46,6 +46,11 @@ KvCache::KvCache(const KvShape& shape) : s_(shape) {
         p += heads * int64_t(ring_) * s_.head_dim * 2;
         if (codec(side).axis == KvAxis::Channel) G = std::max(G, codec(side).group);
     }
+    if (s_.virtual_sinks > 0) {
+        if (s_.paged() || s_.format.windowed()) fail("internal: virtual sinks need the contiguous layout and a per-token format");
+        sink_keys_ = reinterpret_cast<float*>(p);
+        p += heads * s_.virtual_sinks * s_.head_dim * 4;
+    }
     if (p != mem_.get() + bytes_) fail("internal: KV cache layout ({} bytes) differs from kv_cache_bytes ({})", p - mem_.get(), bytes_);
     block_.resize(size_t(std::max(G, 1)) * size_t(s_.head_dim));
 }
@@ -65,8 +70,22 @@ void KvCache::copy_block(int src, int dst) {
     }
 }
 
+void KvCache::move_row(int il, int seq, int h, int from, int to) {
+    if (s_.paged() || windowed()) fail("internal: moving KV rows needs the contiguous layout and a per-token format");
+    for (int side = 0; side < 2; side++)
+        std::memcpy(base_[side] + row(il, seq, h, to) * stride_[side], base_[side] + row(il, seq, h, from) * stride_[side],
+                    size_t(stride_[side]));
+}
+
+void KvCache::write_k(int il, int seq, int h, int slot, const float* k) {
+    kv_encode_row(s_.format.k, s_.head_dim, k, base_[0] + slot_row(il, seq, h, slot) * stride_[0]);
+}
+
 void KvCache::write(int il, int seq, int slot, int pad, const float* k, const float* v) {
     const int hd = s_.head_dim;
+    if (slot < s_.virtual_sinks)
+        for (int h = 0; h < s_.n_kv_head; h++)
+            std::memcpy(sink_keys_ + (head(il, seq, h) * s_.virtual_sinks + slot) * hd, k + h * hd, size_t(hd) * 4);
     for (int h = 0; h < s_.n_kv_head; h++) {
         write_side(0, il, seq, h, slot, pad, k + h * hd);
         write_side(1, il, seq, h, slot, pad, v + h * hd);

@@ -35,6 +35,7 @@
 namespace kvscope {
 
 class KvBlockTables;
+class KvEvictor;
 
 class KvCache {
 public:
@@ -45,6 +46,18 @@ public:
     bool paged() const { return s_.paged(); }
     // Copies every layer's K and V rows of block src to block dst (copy-on-write).
     void copy_block(int src, int dst);
+
+    // Eviction (kv_evict.h): the bookkeeping attention reports its probabilities to (owned by
+    // the caller; nullptr: none), and the row moves that compact a stream (contiguous layout).
+    void set_evictor(KvEvictor* e) { evictor_ = e; }
+    KvEvictor* evictor() const { return evictor_; }
+    void move_row(int il, int seq, int h, int from, int to);
+    // Virtual sinks (KvShape::virtual_sinks): sink j's key of head h as first written, and a
+    // replacement key row for a slot (encoded in the K codec).
+    const float* sink_key(int il, int seq, int h, int j) const {
+        return sink_keys_ + (head(il, seq, h) * s_.virtual_sinks + j) * s_.head_dim;
+    }
+    void write_k(int il, int seq, int h, int slot, const float* k);
 
     // k, v: [n_kv_head * head_dim] fp32, encoded (and rounded) in the K and V codecs. pad: the
     // sequence's first real slot (KvSeqs::pad); slots before it are padding.
@@ -84,6 +97,8 @@ private:
 
     KvShape s_;
     const KvBlockTables* tables_ = nullptr;
+    KvEvictor* evictor_ = nullptr;
+    float* sink_keys_ = nullptr;
     int64_t stride_[2] = {0, 0};
     int64_t bytes_ = 0;
     int ring_ = 0;

@@ -54,7 +54,8 @@ int64_t kv_cache_bytes(const KvShape& s) {
     const int64_t per_row = kv_row_stride(s.format.k, s.head_dim) + kv_row_stride(s.format.v, s.head_dim);
     if (s.paged()) return int64_t(s.n_layer) * s.n_blocks * s.block_tokens * s.n_kv_head * per_row;
     const int64_t rows = int64_t(s.n_layer) * s.n_seq * s.n_kv_head;
-    return rows * (per_row * s.n_slots + side_extra(s, s.format.k) + side_extra(s, s.format.v));
+    return rows * (per_row * s.n_slots + side_extra(s, s.format.k) + side_extra(s, s.format.v) +
+                   int64_t(s.virtual_sinks) * s.head_dim * 4);
 }
 
 }  // namespace kvscope

@@ -61,6 +61,11 @@ struct KvShape {
     int block_tokens = 0;
     int n_blocks = 0;
     bool paged() const { return block_tokens > 0; }
+    // Eviction with StreamingLLM's positions (kv_evict.h, policy sinks): the first virtual_sinks
+    // slots of each sequence are attention sinks whose keys the forward pass rotates, every
+    // forward, to the positions just before the kept window; the cache keeps each sink's key as
+    // first written (fp32, rotated at its own position) to rotate from.
+    int virtual_sinks = 0;
 };
 
 // Where the rows of slots [j0, j1) of one KV head live, for attention: `rows` is slot j0's row,
@@ -96,7 +101,7 @@ int kv_ring_rows(const KvShape& s);
 // n_slots x n_kv_head x head_dim x bytes per element. A windowed format adds, per layer,
 // sequence and KV head and integer side, its Channel scales (one block per `group` slots) and
 // fp16 rows for the sinks and the ring. A paged layout holds n_blocks x block_tokens slots in
-// place of n_seq x n_slots.
+// place of n_seq x n_slots. Virtual sinks add their fp32 keys per layer, sequence and KV head.
 int64_t kv_cache_bytes(const KvShape& s);
 // Bytes of K and V for one token of one sequence across all layers, a Channel codec's scales
 // shared by its block (kv_row_bytes); a window's fp16 rows are a fixed cost, not per token.

@@ -15,9 +15,17 @@ bool KvSeqs::set_padding(int seq, int n) {
     return true;
 }
 
+bool KvSeqs::shrink(int seq, int used) {
+    if (seq < 0 || seq >= n_seq() || used < pad_[std::size_t(seq)] || used > used_[std::size_t(seq)]) return false;
+    evicted_[std::size_t(seq)] += used_[std::size_t(seq)] - used;
+    used_[std::size_t(seq)] = used;
+    return true;
+}
+
 void KvSeqs::clear(int seq) {
     pad_[std::size_t(seq)] = 0;
     used_[std::size_t(seq)] = 0;
+    evicted_[std::size_t(seq)] = 0;
 }
 
 void KvSeqs::clear_all() {

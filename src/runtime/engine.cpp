@@ -23,10 +23,29 @@ Engine::Engine(const Weights& w, const EngineOptions& opt) : w_(w), opt_(opt) {
     if (opt.n_seq < 1) fail("--batch-size {}: expected at least 1", opt.n_seq);
     if (opt.max_prompt < 1) fail("prompt is empty: expected at least one token");
     if (opt.max_new_tokens < 1) fail("--max-new-tokens {}: expected at least 1", opt.max_new_tokens);
-    n_slots_ = opt.max_prompt + opt.max_new_tokens;
-    if (n_slots_ > c.n_ctx)
+    n_slots_ = engine_slots(opt);
+    const KvPolicyConfig& pol = opt.policy;
+    const int64_t positions = int64_t(opt.max_prompt) + opt.max_new_tokens;
+    if (pol.bounded()) {
+        pol.validate();
+        if (!opt.use_cache) fail("--kv-policy {}: keeping part of the cache needs the cache on (--use_cache 1)", kv_policy_name(pol.kind));
+        if (opt.left_pad) fail("--kv-policy {}: left padding is not supported with eviction; drop --padding left", kv_policy_name(pol.kind));
+        if (opt.kv_block > 0)
+            fail("--kv-policy {}: eviction compacts each sequence's contiguous rows; use --kv-layout contiguous", kv_policy_name(pol.kind));
+        if (opt.kv_dtype.windowed())
+            fail("--kv-policy {}: KV format {} keeps a window, sinks or per-channel keys of its own; eviction takes fp32, "
+                 "fp16, bf16 and per-token integer codecs", kv_policy_name(pol.kind), kv_format_name(opt.kv_dtype));
+        if (opt.max_prompt > c.n_ctx)
+            fail("prompt of {} tokens exceeds the model's context window of {} positions", opt.max_prompt, c.n_ctx);
+        // Learned absolute positions end at the window; rotary ones go on (the keys' distances stay within the budget).
+        if (c.arch != Arch::LLAMA && positions > c.n_ctx)
+            fail("prompt ({} tokens) + --max-new-tokens ({}) = {} exceeds the context window of {} positions: {}'s "
+                 "learned positions end there (generation past the window needs a rotary-position model)",
+                 opt.max_prompt, opt.max_new_tokens, positions, c.n_ctx, arch_name(c.arch));
+    } else if (n_slots_ > c.n_ctx) {
         fail("prompt ({} tokens) + --max-new-tokens ({}) = {} exceeds the model's context window of {} positions",
              opt.max_prompt, opt.max_new_tokens, n_slots_, c.n_ctx);
+    }
     if (c.sliding_window > 0 && n_slots_ > c.sliding_window)
         fail("prompt + --max-new-tokens = {} positions: past this model's sliding attention window ({}), which "
              "kvscope does not implement", n_slots_, c.sliding_window);
@@ -41,6 +60,11 @@ Engine::Engine(const Weights& w, const EngineOptions& opt) : w_(w), opt_(opt) {
         tables_ = std::make_unique<KvBlockTables>(pool_.get(), opt.n_seq, n_slots_);
         cache_->set_tables(tables_.get());
         if (opt.prefix_cache) held_logits_.resize(size_t(opt.n_seq) * size_t(c.n_vocab));
+    }
+    if (pol.bounded()) {
+        evictor_ = std::make_unique<KvEvictor>(pol, c.n_layer, opt.n_seq, c.n_kv_head, c.n_head / c.n_kv_head, n_slots_);
+        cache_->set_evictor(evictor_.get());
+        moves_.reserve(size_t(c.n_layer) * size_t(c.n_kv_head) * size_t(n_slots_));
     }
     // With the cache a forward holds at most the (padded) prompts; without it, whole sequences.
     const int max_tok = opt.n_seq * (opt.use_cache ? opt.max_prompt : n_slots_);
@@ -63,8 +87,13 @@ Engine::Engine(const Weights& w, const EngineOptions& opt) : w_(w), opt_(opt) {
     }
 }
 
+int engine_slots(const EngineOptions& opt) {
+    if (opt.policy.bounded()) return std::max(opt.max_prompt, opt.policy.budget) + 1;
+    return opt.max_prompt + opt.max_new_tokens;
+}
+
 KvShape engine_kv_shape(const ModelConfig& c, const EngineOptions& opt) {
-    const int n_slots = opt.max_prompt + opt.max_new_tokens;
+    const int n_slots = engine_slots(opt);
     KvShape ks{opt.use_cache ? c.n_layer : 1, opt.n_seq, c.n_kv_head, n_slots, c.head_dim, opt.kv_dtype};
     // A windowed cache's ring holds one chunk: the prefill runs in chunks of kPrefillChunk
     // tokens per sequence. Without the cache every step recomputes whole sequences in one forward.
@@ -73,6 +102,8 @@ KvShape engine_kv_shape(const ModelConfig& c, const EngineOptions& opt) {
         ks.block_tokens = opt.kv_block;
         ks.n_blocks = opt.n_seq * ((n_slots + opt.kv_block - 1) / opt.kv_block);
     }
+    // StreamingLLM's positions within the cache: the sinks' keys move up to the window.
+    if (opt.policy.kind == KvPolicy::Sinks && c.arch == Arch::LLAMA) ks.virtual_sinks = opt.policy.sinks;
     return ks;
 }
 
@@ -95,6 +126,17 @@ void Engine::seq_clear_all() {
     seqs_->clear_all();
     if (tables_)
         for (int b = 0; b < opt_.n_seq; b++) tables_->release(b);
+    if (evictor_)
+        for (int b = 0; b < opt_.n_seq; b++) evictor_->clear(b);
+}
+
+void Engine::evict(int seq) {
+    if (!evictor_) return;
+    moves_.clear();
+    const int n = seqs_->used(seq);
+    const int kept = evictor_->evict(seq, n, &moves_);
+    for (const KvEvictor::Move& m : moves_) cache_->move_row(m.il, seq, m.h, m.from, m.to);
+    if (kept < n && !seqs_->shrink(seq, kept)) fail("internal: sequence {} cannot shrink to {} slots", seq, kept);
 }
 
 int64_t Engine::scratch_bytes() const {
@@ -107,6 +149,7 @@ Engine::TimedSteps Engine::time_steps(const std::vector<int32_t>& prompt, const 
     const int len = int(prompt.size());
     if (opt_.n_seq != 1 || !opt_.use_cache || len < 1 || len > opt_.max_prompt)
         fail("internal: time_steps needs a batch-1 cached engine set up for {} tokens", len);
+    if (evictor_) fail("--kv-policy: steps at chosen depths need every position cached (use --kv-policy full)");
     if (cache_->windowed())
         fail("KV format {}: steps at chosen depths rewrite cached slots, which a window or per-channel keys do not allow; "
              "measure it with generation (kvscope run, exp quant)", kv_format_name(opt_.kv_dtype));
@@ -243,6 +286,7 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
             seq_[size_t(n_tok_)] = b;
             slot_[size_t(n_tok_)] = pad + j;
             pos_[size_t(n_tok_)] = j;
+            note_write(b, pad + j, j);
             n_tok_++;
         }
         seq_append(b, len);
@@ -279,6 +323,7 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
         }
         run_staged(B);
     }
+    for (int b = 0; b < B; b++) evict(b);
     r.tokens_generated += commit();
     r.prefill_ms = ms_since(t_start);
 
@@ -293,6 +338,7 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
                 seq_[size_t(n_tok_)] = b;
                 slot_[size_t(n_tok_)] = seqs_->next_slot(b);
                 pos_[size_t(n_tok_)] = seqs_->next_pos(b);
+                note_write(b, slot_[size_t(n_tok_)], pos_[size_t(n_tok_)]);
                 seq_append(b, 1);
                 out_[i] = n_tok_++;
             }
@@ -305,6 +351,7 @@ GenerateResult Engine::generate(const std::vector<std::vector<int32_t>>& prompts
             }
         }
         run(int(active.size()));
+        for (int b : active) evict(b);
         int produced = commit();
         r.tokens_generated += produced;
         r.step_ms.push_back(ms_since(t0));
@@ -377,6 +424,7 @@ void Engine::stage_single(const std::vector<int32_t>& prompt) {
         seq_[j] = 0;
         slot_[j] = int(j);
         pos_[j] = int(j);
+        note_write(0, int(j), int(j));
         n_tok_++;
     }
     seq_append(0, n_tok_);
@@ -384,8 +432,8 @@ void Engine::stage_single(const std::vector<int32_t>& prompt) {
 
 std::vector<float> Engine::all_logits(const std::vector<int32_t>& prompt) {
     const ModelConfig& c = w_.config();
-    if (!opt_.all_logits || opt_.n_seq != 1 || int(prompt.size()) > opt_.max_prompt || prompt.empty())
-        fail("internal: all_logits needs a batch-1 engine set up for {} tokens", prompt.size());
+    if (!opt_.all_logits || opt_.n_seq != 1 || int(prompt.size()) > opt_.max_prompt || prompt.empty() || evictor_)
+        fail("internal: all_logits needs a batch-1 engine set up for {} tokens, with every position cached", prompt.size());
     stage_single(prompt);
     for (int j = 0; j < n_tok_; j++) out_[size_t(j)] = j;
     run(n_tok_);
@@ -403,16 +451,19 @@ std::vector<float> Engine::forced_logits(const std::vector<int32_t>& prompt, con
     stage_single(prompt);
     out_[0] = n_tok_ - 1;
     run_staged(1);
+    evict(0);
     std::copy(logits_.begin(), logits_.begin() + c.n_vocab, out.begin());
     for (size_t i = 0; i + 1 < forced.size(); i++) {
         tok_[0] = forced[i];
         seq_[0] = 0;
         slot_[0] = seqs_->next_slot(0);
         pos_[0] = seqs_->next_pos(0);
+        note_write(0, slot_[0], pos_[0]);
         seq_append(0, 1);
         n_tok_ = 1;
         out_[0] = 0;
         run(1);
+        evict(0);
         std::copy(logits_.begin(), logits_.begin() + c.n_vocab, out.begin() + int64_t(i + 1) * c.n_vocab);
     }
     return out;

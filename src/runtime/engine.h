@@ -11,6 +11,7 @@
 #include "arch/forward.h"
 #include "kv/kv_blocks.h"
 #include "kv/kv_cache.h"
+#include "kv/kv_evict.h"
 #include "kv/kv_seqs.h"
 #include "model/weights.h"
 #include "runtime/sampler.h"
@@ -27,6 +28,10 @@ struct EngineOptions {
     bool all_logits = false; // size the logits buffer for every prompt position (tests)
     int kv_block = 0;        // > 0: paged layout, this many tokens per block (kv/kv_blocks.h)
     bool prefix_cache = false;  // paged: reuse cached blocks of a prompt's prefix instead of prefilling them
+    // Eviction (kv/kv_evict.h): with a bounded policy each sequence keeps at most policy.budget
+    // tokens after every forward (the prompt is prefilled whole, then cut to the budget), and
+    // a rotary-position model may generate past its context window.
+    KvPolicyConfig policy;
 };
 
 struct GenerateOptions {
@@ -51,6 +56,9 @@ struct GenerateResult {
 // Tokens per sequence per forward when a windowed KV format (a full-precision window, sinks or
 // per-channel keys) prefills: its fp16 ring then holds the window plus one chunk.
 constexpr int kPrefillChunk = 32;
+// Slots per sequence: prompt + new tokens, or with a bounded policy the longer of the prompt and
+// the budget, plus the token a step adds before evicting.
+int engine_slots(const EngineOptions& opt);
 // The cache an engine with these options allocates (the harness predicts it with the same call).
 KvShape engine_kv_shape(const ModelConfig& c, const EngineOptions& opt);
 
@@ -93,6 +101,10 @@ public:
     int n_slots() const { return n_slots_; }
     // The paged layout's pool (nullptr for the contiguous layout).
     const KvBlockPool* block_pool() const { return pool_.get(); }
+    // A bounded policy's bookkeeping (nullptr without one): which positions each stream holds.
+    const KvEvictor* evictor() const { return evictor_.get(); }
+    // Tokens sequence b holds in the cache now.
+    int held(int b) const { return seqs_->used(b) - seqs_->pad(b); }
 
 private:
     void run(int n_out);  // forward of the tokens staged in tok_/seq_/slot_/pos_
@@ -105,6 +117,12 @@ private:
     void seq_append(int seq, int n);
     void seq_padding(int seq, int n);
     void seq_clear_all();
+    // A staged token: its slot's eviction statistics start afresh.
+    void note_write(int seq, int slot, int pos) {
+        if (evictor_) evictor_->on_write(seq, slot, pos);
+    }
+    // After a forward: sequences over the budget drop to it (rows moved, slots released).
+    void evict(int seq);
     // Prefill with prefix sharing (paged, prefix cache on): each prompt takes the cached blocks
     // of its prefix and computes the rest; returns the prompt tokens taken from the cache.
     int64_t prefill_shared(const std::vector<std::vector<int32_t>>& prompts);
@@ -116,6 +134,8 @@ private:
     std::unique_ptr<KvSeqs> seqs_;
     std::unique_ptr<KvBlockPool> pool_;
     std::unique_ptr<KvBlockTables> tables_;
+    std::unique_ptr<KvEvictor> evictor_;
+    std::vector<KvEvictor::Move> moves_;
     std::vector<float> held_logits_;                  // prefix sharing: each prompt's first logits across waves
     std::unique_ptr<Forward> model_;
     std::vector<float> logits_;                       // [max_out, n_vocab]
