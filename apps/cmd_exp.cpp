@@ -12,6 +12,7 @@
 #include "experiments/experiments.h"
 #include "experiments/trace.h"
 #include "kv/kv_codec.h"
+#include "kv/kv_evict.h"
 #include "runtime/scheduler.h"
 
 namespace kvscope::cli {
@@ -94,6 +95,13 @@ void add_exp_options(CLI::App* cmd, ExpOpts& o) {
     cmd->add_option("--max-seqs", o.max_seqs, "serving: most requests running at once (0 = 64)")->capture_default_str();
     cmd->add_option("--seed", o.seed, "serving: seed of the generated trace's lengths, arrivals and tokens")
         ->capture_default_str();
+    cmd->add_option("--kv-policies", o.kv_policies, "evict: policies, e.g. window,sinks,h2o,snapkv,tova (default all)")
+        ->delimiter(',');
+    cmd->add_option("--budgets", o.budgets, "evict: budgets as fractions of the stream, e.g. 0.1,0.25,0.5,0.75,1")
+        ->delimiter(',');
+    cmd->add_option("--long-stream", o.long_stream,
+                    "evict: tokens of the stream past the context window (rotary models; -1 = 4 x the context, 0 = none)")
+        ->capture_default_str();
 }
 
 void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std::string& command) {
@@ -135,11 +143,19 @@ void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std
         if (v < 0) fail("{} {}: expected a positive number (0 = the default)", flag, v);
     if (o.kv_block < 1) fail("--kv-block {}: expected a positive number of tokens per block", o.kv_block);
     g.serving.seed = o.seed;
+    for (const auto& p : o.kv_policies) parse_kv_policy(p, "--kv-policies");
+    g.evict_policies = o.kv_policies;
+    for (double b : o.budgets)
+        if (!(b > 0 && b <= 1)) fail("--budgets {}: expected fractions of the stream in (0, 1]", b);
+    g.budgets = o.budgets;
+    if (o.long_stream < -1) fail("--long-stream {}: expected tokens (0 = none, -1 = 4 x the context)", o.long_stream);
+    g.long_stream = o.long_stream;
     for (const auto& n : names) {
         bool known = false;
         for (const auto& k : exp::all_experiment_names()) known |= k == n;
         if (!known)
-            fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline, serving, quant or all)", n);
+            fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline, serving, quant, evict "
+                 "or all)", n);
     }
     ensure_output_dir(o.out, "--out");
     exp::Context ctx;
@@ -161,11 +177,11 @@ void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std
 }
 
 void add_exp(CLI::App& app) {
-    auto* cmd = app.add_subcommand("exp", "Run an experiment: cache, batch, precision, seqlen, memory, roofline, serving, quant, all");
+    auto* cmd = app.add_subcommand("exp", "Run an experiment: cache, batch, precision, seqlen, memory, roofline, serving, quant, evict, all");
     auto o = std::make_shared<ExpOpts>();
     auto name = std::make_shared<std::string>();
     cmd->add_option("experiment", *name,
-                    "cache | batch | precision | seqlen | memory | roofline | serving | quant | all (all but quant)")
+                    "cache | batch | precision | seqlen | memory | roofline | serving | quant | evict | all (all but quant and evict)")
         ->required();
     add_exp_options(cmd, *o);
     cmd->callback([o, name, &app]() {

@@ -34,6 +34,10 @@ struct ExpOpts {
     std::string trace, prompt_lens, output_lens;
     int requests = 0, system_prompt = -1, kv_tokens = 0, kv_block = 16, max_len = 0, step_tokens = 0, max_seqs = 0;
     uint64_t seed = 1;
+    // evict
+    std::vector<std::string> kv_policies;
+    std::vector<double> budgets;
+    int long_stream = -1;
 };
 void add_exp_options(CLI::App* cmd, ExpOpts& o);
 void run_exps(const ExpOpts& o, const std::vector<std::string>& names, const std::string& command);

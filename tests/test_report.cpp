@@ -442,11 +442,11 @@ std::string xml_root(const std::string& s) {
     return root;
 }
 
-// The plots of the experiments `study` runs (quant is run on its own: tests/test_quant.cpp).
+// The plots of the experiments `study` runs (quant and evict are run on their own).
 std::vector<std::string> all_plot_names() {
     std::vector<std::string> out;
     for (const auto& [experiment, names] : report::plot_names())
-        if (experiment != "quant") out.insert(out.end(), names.begin(), names.end());
+        if (experiment != "quant" && experiment != "evict") out.insert(out.end(), names.begin(), names.end());
     return out;
 }
 

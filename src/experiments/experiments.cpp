@@ -14,6 +14,7 @@ const std::vector<std::string>& all_experiment_names() {
     static const std::vector<std::string> names = [] {
         std::vector<std::string> n = experiment_names();
         n.push_back("quant");
+        n.push_back("evict");
         return n;
     }();
     return names;
@@ -28,7 +29,8 @@ void run_experiment(Context& ctx, const std::string& name, const Grid& g) {
     else if (name == "roofline") run_roofline(ctx, g);
     else if (name == "quant") run_quant(ctx, g);
     else if (name == "serving") run_serving(ctx, g);
-    else fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline, quant, serving or all)", name);
+    else if (name == "evict") run_evict(ctx, g);
+    else fail("exp {}: unknown experiment (expected cache, batch, precision, seqlen, memory, roofline, serving, quant, evict or all)", name);
 }
 
 std::vector<int32_t> make_prompt(Context& ctx, int len) {

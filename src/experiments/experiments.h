@@ -31,6 +31,10 @@ struct Grid {
     int prompt_len = 0;          // 0: the experiment's default
     int new_tokens = 0;          // 0: the experiment's default
     ServingGrid serving;
+    // evict
+    std::vector<std::string> evict_policies;  // window, sinks, h2o, snapkv, tova
+    std::vector<double> budgets;              // fractions of the stream
+    int long_stream = -1;                     // tokens of the stream past the window (-1: 4 x context, 0: none)
 };
 
 void run_cache(Context& ctx, const Grid& g);
@@ -41,10 +45,11 @@ void run_memory(Context& ctx, const Grid& g);
 void run_roofline(Context& ctx, const Grid& g);
 void run_quant(Context& ctx, const Grid& g);
 void run_serving(Context& ctx, const Grid& g);
+void run_evict(Context& ctx, const Grid& g);
 
 // Names in the order `exp all` (and `study`) runs them.
 const std::vector<std::string>& experiment_names();
-// Every experiment `exp NAME` runs: the above, quant and serving.
+// Every experiment `exp NAME` runs: the above, quant and evict.
 const std::vector<std::string>& all_experiment_names();
 void run_experiment(Context& ctx, const std::string& name, const Grid& g);
 

@@ -33,6 +33,7 @@ const std::vector<std::string>& preferred_key(const std::string& file) {
         {"seqlen.csv", {"context", "use_cache"}},         {"memory.csv", {"context", "kv_dtype", "batch_size"}},
         {"roofline.csv", {"phase", "batch_size", "context"}}, {"quant.csv", {"kv_dtype", "context"}},
         {"serving.csv", {"policy", "rate_req_s"}},
+        {"evict.csv", {"policy", "kv_dtype", "budget_frac"}}, {"evict_long.csv", {"method"}},
     };
     static const std::vector<std::string> none;
     auto it = m.find(file);
@@ -676,6 +677,86 @@ void serving_findings(const Table& t, std::vector<Finding>& out) {
     }
 }
 
+// Per policy (fp32 rows): the smallest budget whose perplexity stays within kPplMarkPct of the
+// full cache's, and the change at the smallest budget; the codec combinations against the same
+// policy in fp32; the recall probe at the smallest budget.
+void evict_findings(const Table& t, std::vector<Finding>& out) {
+    const std::vector<size_t> all = t.all_rows();
+    std::optional<size_t> full;
+    for (size_t r : all)
+        if (t.cell(r, "policy") == "full") full = r;
+    for (const std::string& p : t.distinct(all, "policy")) {
+        if (p == "full") continue;
+        const std::vector<size_t> rows = t.sorted_by(t.where(t.where(all, "policy", p), "kv_dtype", "fp32"), "budget_frac");
+        if (rows.empty()) continue;
+        std::optional<size_t> within;
+        for (size_t r : rows)
+            if (std::fabs(t.num(r, "ppl_delta_pct")) <= kPplMarkPct) {
+                within = r;
+                break;
+            }
+        Say say("evict");
+        const size_t lo = rows.front();
+        const std::string first =
+            within ? fmt::format("stays within {}% of the full cache's perplexity from a budget of {} of the stream ({} tokens, "
+                                 "perplexity change {}%)",
+                                 say.threshold(kPplMarkPct), say.cell(t, *within, "budget_frac"), say.cell(t, *within, "kv_budget"),
+                                 say.cell(t, *within, "ppl_delta_pct"))
+                   : fmt::format("stays more than {}% from the full cache's perplexity at every budget tried",
+                                 say.threshold(kPplMarkPct));
+        say.add(out, fmt::format("{} {}; at {} of the stream ({} tokens) perplexity changes by {}%, top-1 agreement {}, KL mean {} "
+                                 "nats per step.",
+                                 p, first,
+                                 say.cell(t, lo, "budget_frac"), say.cell(t, lo, "kv_budget"), say.cell(t, lo, "ppl_delta_pct"),
+                                 say.cell(t, lo, "top1_agreement"), say.cell(t, lo, "kl_mean")));
+        // The same policy with a quantized codec, at the same budget.
+        for (size_t r : t.where(all, "policy", p)) {
+            if (t.cell(r, "kv_dtype") == "fp32" || t.num(r, "budget_frac") != t.num(lo, "budget_frac")) continue;
+            Say s2("evict");
+            s2.add(out, fmt::format("{} with {} KV at {} of the stream: perplexity change {}% against {}% in fp32, in a cache of "
+                                    "{} MiB against {} MiB.",
+                                    p, t.cell(r, "kv_dtype"), s2.cell(t, r, "budget_frac"), s2.cell(t, r, "ppl_delta_pct"),
+                                    s2.cell(t, lo, "ppl_delta_pct"), s2.mib(t, r, "kv_bytes"), s2.mib(t, lo, "kv_bytes")));
+        }
+    }
+    if (full && t.num(*full, "recall_prob") > 0) {
+        double smallest = 2;
+        for (size_t r : all)
+            if (t.cell(r, "policy") != "full") smallest = std::min(smallest, t.num(r, "budget_frac"));
+        std::string kept;
+        Say say("evict");
+        for (size_t r : all)
+            if (t.cell(r, "policy") != "full" && t.cell(r, "kv_dtype") == "fp32" && t.num(r, "budget_frac") == smallest)
+                kept += fmt::format("{}{} {} (rank {})", kept.empty() ? "" : ", ", t.cell(r, "policy"), say.cell(t, r, "recall_prob"),
+                                    say.cell(t, r, "recall_rank"));
+        if (!kept.empty())
+            say.add(out, fmt::format("Recall probe: with the whole prompt cached the answer has probability {} (rank {}); with "
+                                     "the prompt cut to the smallest budget: {}.",
+                                     say.cell(t, *full, "recall_prob"), say.cell(t, *full, "recall_rank"), kept));
+    }
+}
+
+// Past the window: each policy's perplexity against the sliding-window recompute, and whether
+// its decode time per token stayed flat.
+void evict_long_findings(const Table& t, std::vector<Finding>& out) {
+    const std::vector<size_t> all = t.all_rows();
+    std::optional<size_t> rec;
+    for (size_t r : all)
+        if (t.cell(r, "method") == "recompute") rec = r;
+    if (!rec) return;
+    for (size_t r : all) {
+        if (r == *rec) continue;
+        Say say("evict_long");
+        say.add(out, fmt::format("{} at a budget of {} over {} tokens: perplexity {} against {} for the sliding-window "
+                                 "recompute ({}% apart), {} past the window; {} ms per token just after the cache filled and {} "
+                                 "at the end (the recompute: {} ms).",
+                                 t.cell(r, "method"), say.cell(t, r, "budget"), say.cell(t, r, "stream_len"), say.cell(t, r, "ppl"), say.cell(t, *rec, "ppl"),
+                                 say.pct_diff(t, r, "ppl", *rec, "ppl"), say.cell(t, r, "ppl_past_window"),
+                                 say.cell(t, r, "ms_per_token_early"), say.cell(t, r, "ms_per_token_late"),
+                                 say.cell(t, *rec, "ms_per_token")));
+    }
+}
+
 std::vector<Finding> compute_findings(const Results& res) {
     std::vector<Finding> out;
     if (const Table* t = res.table("cache")) cache_findings(*t, out);
@@ -687,6 +768,8 @@ std::vector<Finding> compute_findings(const Results& res) {
     if (const Table* t = res.table("roofline")) roofline_findings(*t, out);
     if (const Table* t = res.table("serving")) serving_findings(*t, out);
     if (const Table* t = res.table("quant")) quant_findings(*t, out);
+    if (const Table* t = res.table("evict")) evict_findings(*t, out);
+    if (const Table* t = res.table("evict_long")) evict_long_findings(*t, out);
     return out;
 }
 

@@ -702,6 +702,85 @@ void serving_plots(const Results& res, std::vector<Job>& jobs) {
         jobs.push_back(*j);
 }
 
+// Perplexity change and recall against the budget, a line per policy (and per codec combined
+// with one); which positions each policy kept, by layer, from evict_kept.csv.
+void evict_plots(const Results& res, std::vector<Job>& jobs) {
+    const Table& t = *res.table("evict");
+    const std::vector<size_t> all = t.all_rows();
+    std::vector<Series> ppl, recall;
+    int lt = 1;
+    for (const std::string& p : t.distinct(all, "policy")) {
+        if (p == "full") continue;
+        const std::vector<size_t> rows = t.where(all, "policy", p);
+        for (const std::string& kv : t.distinct(rows, "kv_dtype")) {
+            const std::vector<size_t> r = t.where(rows, "kv_dtype", kv);
+            const bool fp32 = kv == "fp32";
+            const std::string title = fp32 ? p : p + " + " + kv;
+            ppl.push_back({title, points(t, r, "budget_frac", [&](size_t x) { return std::max(1e-4, t.num(x, "ppl_delta_pct")); }),
+                           fp32 ? "linespoints" : "linespoints dt 2", lt});
+            if (fp32) recall.push_back({title, points(t, r, "budget_frac", [&](size_t x) { return t.num(x, "recall_prob"); }), "linespoints", lt});
+        }
+        lt++;
+    }
+    const std::vector<size_t> full = t.where(all, "policy", "full");
+    Axes ax{"budget (fraction of the stream kept)", "perplexity change against the full cache (%)"};
+    ax.logx = false;
+    ax.logy = true;
+    ax.key = "top right";
+    if (auto j = xy_job(res,
+                        {"evict_accuracy", "evict", "Perplexity change vs budget, per eviction policy",
+                         "Perplexity over the teacher-forced streams with each policy, as a change from the full cache's, at "
+                         "each budget (dashed: the policy with a quantized codec). Changes of 0.0001% or less (a budget that "
+                         "evicts nothing) sit on the floor of the log axis."},
+                        t.file(), ppl, ax))
+        jobs.push_back(*j);
+    if (!full.empty() && t.num(full.front(), "recall_prob") > 0) {
+        recall.push_back({"full cache", {{0.0, t.num(full.front(), "recall_prob")}, {1.0, t.num(full.front(), "recall_prob")}},
+                          "lines dt 3 lc rgb '#777777'", lt});
+        Axes rx{"budget (fraction of the probe prompt kept)", "probability of the answer"};
+        rx.logx = false;
+        rx.logy = false;
+        if (auto j = xy_job(res,
+                            {"evict_recall", "evict", "Recall of a fact cut from the prompt, per eviction policy",
+                             "The probability the model gives the fact's answer after the question, when the prompt holding "
+                             "the fact was cut to each fraction of its length by the policy (dotted: the full cache)."},
+                            t.file(), recall, rx))
+            jobs.push_back(*j);
+    }
+    const Table* k = res.table("evict_kept");
+    if (!k || k->size() == 0) return;
+    const std::vector<size_t> kall = k->all_rows();
+    const std::vector<std::string> pols = k->distinct(kall, "policy");
+    Job job{PlotInfo("evict_kept", "evict", "Positions each policy kept, by layer, at the end of one stream",
+                     "Each row of a panel is a layer, each column a position of the stream; the shade is the share of the "
+                     "layer's KV heads that still held the position when the stream ended (white: evicted everywhere)."),
+            k->file(), "", ""};
+    double max_pos = 0, max_layer = 0;
+    for (size_t r : kall) {
+        max_pos = std::max(max_pos, k->num(r, "position"));
+        max_layer = std::max(max_layer, k->num(r, "layer"));
+    }
+    std::string& b = job.body;
+    b += "reset\nset multiplot layout " + std::to_string(pols.size()) + ",1 title " +
+         q(job.info.heading + "\n" + context_line(res)) + "\n";
+    b += "set palette defined (0 '#ffffff', 1 '#1f4e99')\nset cbrange [0:1]\nunset colorbox\n";
+    b += fmt::format("set xrange [-0.5:{}]\nset yrange [-0.5:{}]\nset ytics 1\nset ylabel 'layer'\n", num(max_pos + 0.5),
+                     num(max_layer + 0.5));
+    int block = 0;
+    for (size_t i = 0; i < pols.size(); i++) {
+        const std::vector<size_t> rows = k->where(kall, "policy", pols[i]);
+        job.data += "# " + pols[i] + "\n";
+        for (size_t r : rows)
+            job.data += num(k->num(r, "position")) + " " + num(k->num(r, "layer")) + " " + num(k->num(r, "kept_frac")) + "\n";
+        job.data += "\n\n";
+        b += (i + 1 == pols.size() ? "set xlabel 'position in the stream'\n" : "unset xlabel\n");
+        b += fmt::format("set title {} offset 0,-0.8\nplot 'evict_kept.dat' index {} using 1:2:3 with image notitle\n",
+                         q(pols[i] + " (budget " + k->cell(rows.front(), "kv_budget") + ")"), block++);
+    }
+    b += "unset multiplot\n";
+    jobs.push_back(job);
+}
+
 }  // namespace
 
 const std::vector<std::pair<std::string, std::vector<std::string>>>& plot_names() {
@@ -715,6 +794,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>>& plot_names(
         {"roofline", {"roofline"}},
         {"serving", {"serving_latency", "serving_throughput", "serving_memory"}},
         {"quant", {"quant_accuracy", "quant_speed"}},
+        {"evict", {"evict_accuracy", "evict_recall", "evict_kept"}},
     };
     return names;
 }
@@ -725,6 +805,7 @@ PlotSet render_plots(const Results& res) {
         {"cache", cache_plots},       {"cache_tokens", cache_tokens_plots}, {"batch", batch_plots},
         {"precision", precision_plots}, {"seqlen", seqlen_plots},           {"memory", memory_plots},
         {"roofline", roofline_plots},    {"serving", serving_plots},         {"quant", quant_plots},
+        {"evict", evict_plots},
     };
     PlotSet out;
     std::vector<Job> jobs;
@@ -732,7 +813,8 @@ PlotSet render_plots(const Results& res) {
         std::string list;
         for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
         if (!res.table(experiment)) {
-            if (experiment != "quant") out.skipped.push_back({experiment, list, experiment + ".csv is absent"});  // not in study
+            if (experiment != "quant" && experiment != "evict")  // not in study
+                out.skipped.push_back({experiment, list, experiment + ".csv is absent"});
             continue;
         }
         size_t before = jobs.size();

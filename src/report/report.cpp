@@ -147,6 +147,34 @@ const std::map<std::string, Experiment>& experiments() {
            {"max running", "max_running"}, {"waste %", "waste_pct"}, {"preempted", "preemptions"},
            {"prefix tokens reused", "prefix_tokens_reused"}},
           {"rate_req_s", "policy"}}},
+        {"evict",
+         {"Keeping less of the cache: eviction policies",
+          "Each policy keeps at most kv_budget tokens per layer and KV head after every step (budget_frac of the "
+          "stream): `window` the newest, `sinks` the first 4 and the newest (StreamingLLM, with positions counted "
+          "within the cache), `h2o` the newest half and the most attended over all queries so far, `snapkv` an "
+          "observation window and what its queries attended to most, max-pooled over neighbours, `tova` what the "
+          "newest query attends to most over the layer's heads. Accuracy against the full cache on the same streams "
+          "by teacher forcing (KL mean per step, top-1 agreement, perplexity); decode ms per token; the cache "
+          "allocated; and a recall probe: a fact in a short prompt cut to the same fraction of its length, then the "
+          "question, with the answer's probability and rank.",
+          {{"policy", "policy_label", H::Text}, {"KV", "kv_dtype", H::Text}, {"budget", "kv_budget"},
+           {"of stream", "budget_frac"}, {"KL mean", "kl_mean"}, {"top1 agreement", "top1_agreement"}, {"ppl", "ppl"},
+           {"ppl change %", "ppl_delta_pct"}, {"ms/token", "decode_ms_per_token"}, {"cache MiB", "kv_bytes", H::MiB},
+           {"recall p", "recall_prob"}, {"recall rank", "recall_rank"}},
+          {"budget_frac", "policy", "kv_dtype"}}},
+        {"evict_long",
+         {"Past the context window",
+          "One document four times the context window, teacher-forced through each bounded policy at one budget, "
+          "against the model's own sliding-window recompute (every token's logits from a fresh forward over the "
+          "budget's tokens before it, the costly baseline StreamingLLM compares with). ppl_past_window counts only "
+          "the tokens beyond the window; ms per token early and late are medians over a budget's worth of steps just "
+          "after the cache fills and at the end.",
+          {{"method", "label", H::Text}, {"budget", "budget"}, {"stream", "stream_len"}, {"ppl", "ppl"},
+           {"ppl past window", "ppl_past_window"}, {"ms/token", "ms_per_token"}, {"ms/token early", "ms_per_token_early"},
+           {"ms/token late", "ms_per_token_late"}},
+          {}}},
+        {"evict_kept",
+         {"Eviction: positions kept", "Which positions each policy held at the end of one stream.", {}, {}}},
         {"serving_timeline",
          {"Serving: KV memory over time", "The KV slots each policy reserved and those holding a token, step by step.", {}, {}}},
         {"roofline",
@@ -372,7 +400,7 @@ void experiment_section(const Results& res, const std::string& name, const PlotS
                                            name, s.plots)));
     if (!t) return;
     std::string what = e.what;
-    if (name == "quant" && res.synthetic())
+    if ((name == "quant" || name == "evict" || name == "evict_long") && res.synthetic())
         what += " The weights are synthetic: random weights lack a trained model's attention patterns and "
                 "outliers, so these accuracy figures say little about a real model's.";
     std::string setup = fixed_setup(*t);
@@ -476,8 +504,10 @@ Document build_document(const Results& res, const std::vector<Finding>& findings
     model_section(res, doc);
     hardware_section(res, doc);
     for (const std::string& name : experiment_names())
-        if (name == "serving_timeline") continue;  // drawn in the serving section
-        else if (name != "quant" || res.table(name)) experiment_section(res, name, plots, doc);  // quant is not in study
+        if (name == "serving_timeline" || name == "evict_kept") continue;  // drawn in their experiment's section
+        // quant and evict are not in study: a section only when their CSVs are there.
+        else if ((name != "quant" && name != "evict" && name != "evict_long") || res.table(name))
+            experiment_section(res, name, plots, doc);
     methodology_section(res, doc);
     files_section(res, doc);
     return doc;

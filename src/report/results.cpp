@@ -59,6 +59,14 @@ const std::map<std::string, Columns>& required_columns() {
                                  "max_running", "mean_reserved_tokens", "mean_held_tokens", "waste_pct", "preemptions",
                                  "prefix_tokens_reused"})},
         {"serving_timeline", {{"policy"}, {"rate_req_s", "t_s", "running", "reserved_tokens", "held_tokens"}}},
+        {"evict", with_common({"policy", "policy_label"},
+                              {"kv_budget", "budget_frac", "stream_len", "streams", "stream_tokens", "kl_mean", "kl_max",
+                               "top1_agreement", "max_abs_logit_diff", "ppl_ref", "ppl", "ppl_delta_pct",
+                               "decode_ms_per_token", "kv_bytes", "recall_prob", "recall_rank"})},
+        {"evict_long", {{"method", "label"},
+                        {"budget", "stream_len", "ppl", "ppl_past_window", "ms_per_token", "ms_per_token_early",
+                         "ms_per_token_late"}}},
+        {"evict_kept", {{"policy"}, {"kv_budget", "layer", "position", "kept_frac"}}},
         {"roofline", with_common({"phase", "bound"},
                                  {"context", "flops", "bytes", "intensity", "ms", "gflops", "gbs", "peak_gflops",
                                   "peak_gbs", "ridge", "pct_peak_flops", "pct_peak_bw", "roofline_tok_s",
@@ -203,8 +211,9 @@ RowKey Table::key_of(size_t row, const std::vector<std::string>& preferred) cons
 // ---- Results --------------------------------------------------------------------------------
 
 const std::vector<std::string>& experiment_names() {
-    static const std::vector<std::string> names = {"cache",  "cache_tokens", "batch",   "precision",        "seqlen",
-                                                   "memory", "roofline",     "serving", "serving_timeline", "quant"};
+    static const std::vector<std::string> names = {"cache",   "cache_tokens",     "batch", "precision", "seqlen",
+                                                   "memory",  "roofline",         "serving", "serving_timeline", "quant",
+                                                   "evict",   "evict_long",       "evict_kept"};
     return names;
 }
 

@@ -440,7 +440,20 @@ std::vector<float> Engine::all_logits(const std::vector<int32_t>& prompt) {
     return std::vector<float>(logits_.begin(), logits_.begin() + int64_t(prompt.size()) * c.n_vocab);
 }
 
-std::vector<float> Engine::forced_logits(const std::vector<int32_t>& prompt, const std::vector<int32_t>& forced) {
+std::vector<float> Engine::prefill_logits(const std::vector<int32_t>& prompt) {
+    const ModelConfig& c = w_.config();
+    if (opt_.n_seq != 1 || !opt_.use_cache || prompt.empty() || int(prompt.size()) > opt_.max_prompt)
+        fail("internal: prefill_logits needs a batch-1 cached engine set up for {} tokens", prompt.size());
+    for (int32_t t : prompt)
+        if (t < 0 || t >= c.n_vocab) fail("token id {} is outside the vocabulary (0..{})", t, c.n_vocab - 1);
+    stage_single(prompt);
+    out_[0] = n_tok_ - 1;
+    run_staged(1);
+    return std::vector<float>(logits_.begin(), logits_.begin() + c.n_vocab);
+}
+
+std::vector<float> Engine::forced_logits(const std::vector<int32_t>& prompt, const std::vector<int32_t>& forced,
+                                         std::vector<double>* step_ms) {
     const ModelConfig& c = w_.config();
     if (opt_.n_seq != 1 || !opt_.use_cache || prompt.empty() || int(prompt.size()) > opt_.max_prompt ||
         int(forced.size()) > opt_.max_new_tokens)
@@ -453,7 +466,9 @@ std::vector<float> Engine::forced_logits(const std::vector<int32_t>& prompt, con
     run_staged(1);
     evict(0);
     std::copy(logits_.begin(), logits_.begin() + c.n_vocab, out.begin());
+    if (step_ms) step_ms->clear();
     for (size_t i = 0; i + 1 < forced.size(); i++) {
+        const auto t0 = std::chrono::steady_clock::now();
         tok_[0] = forced[i];
         seq_[0] = 0;
         slot_[0] = seqs_->next_slot(0);
@@ -465,6 +480,7 @@ std::vector<float> Engine::forced_logits(const std::vector<int32_t>& prompt, con
         run(1);
         evict(0);
         std::copy(logits_.begin(), logits_.begin() + c.n_vocab, out.begin() + int64_t(i + 1) * c.n_vocab);
+        if (step_ms) step_ms->push_back(ms_since(t0));
     }
     return out;
 }

@@ -73,7 +73,11 @@ public:
 
     // Teacher forcing with the cache on (batch 1): row i of the result is the next-token logits
     // after prompt + forced[0..i-1]; forced.size() rows of n_vocab.
-    std::vector<float> forced_logits(const std::vector<int32_t>& prompt, const std::vector<int32_t>& forced);
+    // step_ms, when given, receives each forced step's time (forced.size() - 1 decode steps).
+    std::vector<float> forced_logits(const std::vector<int32_t>& prompt, const std::vector<int32_t>& forced,
+                                     std::vector<double>* step_ms = nullptr);
+    // The next-token logits after a prompt (batch 1, cache on, from an empty cache).
+    std::vector<float> prefill_logits(const std::vector<int32_t>& prompt);
 
     // Decode steps of sequence 0 at chosen depths, timed in the given order, so that a
     // measurement can alternate depths step by step and the machine's drift falls on all of
