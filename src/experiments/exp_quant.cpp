@@ -1,6 +1,8 @@
 // Quant: the KV cache's storage scheme. Per scheme: KV bytes per token with its scales, the
 // cache at the longest context, decode ms/token at long context and batch (where the cache is
-// a large share of a step's bytes) next to the step's bandwidth floor, and the accuracy against
+// a large share of a step's bytes) next to the step's bandwidth floor and to the weights' own
+// time (the same batch over a 2-token prompt), so that each scheme's cache time is the step less
+// the weights' time, compared with fp16's; and the accuracy against
 // the fp32 cache on the same tokens (teacher forcing): per-step KL divergence, top-1
 // agreement, the largest logit error and perplexity, pooled over token streams of two kinds:
 // text sampled from the fp32 model at temperature 1 with fixed seeds, and the model's greedy
@@ -87,6 +89,15 @@ void run_quant(Context& ctx, const Grid& g) {
     std::vector<Spec> grid;
     std::vector<int> grid_ctx;
     std::vector<size_t> grid_scheme;
+    // The weights' time: the same batch and steps over a 2-token prompt, so the steps read the
+    // weights and almost no cache (measured with the rest, interleaved; its own row is not written).
+    {
+        Spec w;
+        w.kv = DType::F32;
+        w.prompts.assign(size_t(B), make_prompt(ctx, 2));
+        w.new_tokens = N;
+        grid.push_back(w);
+    }
     for (int S : contexts) {
         const std::vector<int32_t> prompt = make_prompt(ctx, S - N);
         for (size_t i = 0; i < schemes.size(); i++) {
@@ -100,6 +111,9 @@ void run_quant(Context& ctx, const Grid& g) {
         }
     }
     std::vector<Result> res = measure(ctx, "quant", grid);
+    const double weights_ms = res[0].step_ms.median;
+    grid.erase(grid.begin());
+    res.erase(res.begin());
 
     // Accuracy against the fp32 cache, teacher forcing on the same streams.
     const int L = g.prompt_len > 0 ? g.prompt_len : (ctx.quick ? 32 : std::min(256, c.n_ctx - 8));
@@ -125,7 +139,8 @@ void run_quant(Context& ctx, const Grid& g) {
     header.insert(header.end(), {"k_codec", "v_codec", "context", "kv_bytes_per_token", "kv_bytes_mha_per_token",
                                  "cache_bytes_at_context", "floor_ms", "decode_over_floor", "streams", "stream_tokens",
                                  "kl_mean", "kl_max", "top1_agreement", "max_abs_logit_diff", "ppl_ref", "ppl",
-                                 "ppl_delta_pct", "kl_mean_sampled", "kl_mean_greedy"});
+                                 "ppl_delta_pct", "kl_mean_sampled", "kl_mean_greedy", "weights_ms", "kv_ms",
+                                 "kv_ms_vs_fp16"});
     std::vector<Accuracy> acc(schemes.size()), acc_sampled(schemes.size()), acc_greedy(schemes.size());
     for (size_t i = 0; i < schemes.size(); i++) {
         const KvFormat& f = schemes[i];
@@ -141,6 +156,13 @@ void run_quant(Context& ctx, const Grid& g) {
 
     std::vector<std::vector<std::string>> rows;
     const double bw = ctx.hw.bw_gbs_all.median;
+    // The cache's share of a step: the step less the weights' time; against fp16's at the same context.
+    auto kv_ms = [&](size_t r) { return res[r].step_ms.median - weights_ms; };
+    auto fp16_kv_ms = [&](int S) {
+        for (size_t r = 0; r < grid.size(); r++)
+            if (grid_ctx[r] == S && schemes[grid_scheme[r]].is_float(DType::F16)) return kv_ms(r);
+        return 0.0;
+    };
     for (size_t r = 0; r < grid.size(); r++) {
         const size_t i = grid_scheme[r];
         const int S = grid_ctx[r];
@@ -167,7 +189,8 @@ void run_quant(Context& ctx, const Grid& g) {
                     fmt_num(all.max_abs), fmt_num(all.ppl_ref()), fmt_num(all.ppl()),
                     fmt_num(all.ppl_ref() > 0 ? 100 * (all.ppl() / all.ppl_ref() - 1) : 0),
                     by_kind[0]->rows ? fmt_num(by_kind[0]->kl_mean()) : "",
-                    by_kind[1]->rows ? fmt_num(by_kind[1]->kl_mean()) : ""});
+                    by_kind[1]->rows ? fmt_num(by_kind[1]->kl_mean()) : "", fmt_num(weights_ms), fmt_num(kv_ms(r)),
+                    fmt_num(fp16_kv_ms(S) > 0 ? kv_ms(r) / fp16_kv_ms(S) : 0)});
         rows.push_back(row);
     }
     write_results(ctx, "quant", header, rows);

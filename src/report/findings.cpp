@@ -606,9 +606,15 @@ void quant_findings(const Table& t, std::vector<Finding>& out) {
                                   say.ratio(t, *ref_row, "decode_ms_median", r, "decode_ms_median"))
                     : fmt::format(", decode {} ms per step at context {}", say.cell(t, r, "decode_ms_median"),
                                   say.cell(t, r, "context"));
-        say.add(out, fmt::format("{}: {} bytes per token{}, {}x its bandwidth floor; KL mean {} nats, top-1 agreement {}, "
+        // The cache's own time: the step less the weights' (same batch, a 2-token prompt).
+        const std::string kv_time =
+            t.has("kv_ms") && t.has("kv_ms_vs_fp16") && t.num(r, "kv_ms_vs_fp16") > 0
+                ? fmt::format(" (the cache's share {} ms past the weights' {} ms, {}x fp16's)", say.cell(t, r, "kv_ms"),
+                              say.cell(t, r, "weights_ms"), say.cell(t, r, "kv_ms_vs_fp16"))
+                : std::string();
+        say.add(out, fmt::format("{}: {} bytes per token{}{}, {}x its bandwidth floor; KL mean {} nats, top-1 agreement {}, "
                                  "max |logit diff| {}, perplexity {} against {} ({}% change).",
-                                 t.cell(r, "kv_dtype"), say.cell(t, r, "kv_bytes_per_token"), vs_fp32,
+                                 t.cell(r, "kv_dtype"), say.cell(t, r, "kv_bytes_per_token"), vs_fp32, kv_time,
                                  say.cell(t, r, "decode_over_floor"), say.cell(t, r, "kl_mean"),
                                  say.cell(t, r, "top1_agreement"), say.cell(t, r, "max_abs_logit_diff"), say.cell(t, r, "ppl"),
                                  say.cell(t, r, "ppl_ref"), say.cell(t, r, "ppl_delta_pct")));

@@ -128,7 +128,7 @@ const std::map<std::string, Experiment>& experiments() {
           "English prompts).",
           {{"KV", "kv_dtype", H::Text}, {"context", "context"}, {"KV bytes/token", "kv_bytes_per_token"},
            {"cache MiB", "kv_bytes", H::MiB}, {"decode ms p50", "decode_ms_median"}, {"floor ms", "floor_ms"},
-           {"decode/floor", "decode_over_floor"}, {"KL mean", "kl_mean"}, {"top1 agreement", "top1_agreement"},
+           {"decode/floor", "decode_over_floor"}, {"KV ms", "kv_ms"}, {"KV ms / fp16's", "kv_ms_vs_fp16"}, {"KL mean", "kl_mean"}, {"top1 agreement", "top1_agreement"},
            {"max |logit diff|", "max_abs_logit_diff"}, {"ppl", "ppl"}, {"ppl change %", "ppl_delta_pct"}},
           {"context", "-kv_bytes_per_token"}}},
         {"serving",
