@@ -6,10 +6,17 @@
 // per second, next to the same blocks read with no arithmetic as kvscope bench's read floor
 // reads them (the most this access pattern can read on this machine). The cache is cold, as in a decode step
 // between two layers' weights: iterations cycle through copies that outgrow the caches.
+// `attention/<dtype>/keys:K/gqa:N` gives N heads one KV head, as the engine does for Llama
+// shapes. `attention_codec/...` runs the codec kernels over contiguous rows (heads:N, each head
+// its own KV head; gqa:N, N query heads per KV head); `attention_runs/...` runs them over runs
+// as a paged cache (blocks of 16 rows scattered over a pool) or KIVI's per-channel keys hand
+// them over.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -58,7 +65,7 @@ struct ColdKv {
 
 // `regions` parallel regions per token, each over kHeads / regions heads: 1 (all heads, one
 // barrier) or 6 (the engine's structure: one region and barrier per layer of 12 heads).
-void bm_attention(benchmark::State& state, DType dt, int keys, int group, int regions) {
+void bm_attention(benchmark::State& state, DType dt, int keys, int group, int regions, bool shared) {
     ColdKv kv(keys, dt);
     std::vector<float> q(kHeadDim, 0.1f);
     // Outputs and score rows 64-byte aligned, as in the engine: a cache line shared by two
@@ -79,8 +86,8 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group, int re
                 float* os[ops::kMaxHeadGroup];
                 for (int x = 0; x < group; x++) {
                     qs[x] = q.data();
-                    ks[x] = kv.head(kv.k, copy, h + x);
-                    vs[x] = kv.head(kv.v, copy, h + x);
+                    ks[x] = kv.head(kv.k, copy, shared ? h : h + x);
+                    vs[x] = kv.head(kv.v, copy, shared ? h : h + x);
                     os[x] = out.get() + (h + x) * kHeadDim;
                 }
                 ops::attend_heads(group, qs, ks, vs, dt, kHeadDim, 0, keys, 0.125f, sc, os);
@@ -89,7 +96,8 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group, int re
         benchmark::DoNotOptimize(out.get());
         copy = (copy + 1) % kv.copies;
     }
-    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * kv.per_head * kHeads * int64_t(kv.elem));
+    const int64_t heads_read = shared ? kHeads / group : kHeads;
+    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * kv.per_head * heads_read * int64_t(kv.elem));
     state.counters["threads"] = double(nt);
 }
 
@@ -158,44 +166,138 @@ void bm_attention_codec(benchmark::State& state, std::string codec, int keys, in
     state.counters["threads"] = double(nt);
 }
 
+// attend_heads_runs over each KV head's rows as the cache hands them over, cold as above.
+// "paged": blocks of 16 rows, every KV head's blocks scattered over the copy's pool; "kivi":
+// keys per channel in blocks of 32 tokens (the partial last block in fp16, as the cache's ring
+// holds it) and values per token in groups of 32, both asymmetric. `shared` as above.
+void bm_attention_runs(benchmark::State& state, std::string codec, std::string layout, int keys, int group,
+                       bool shared) {
+    const bool kivi = layout == "kivi";
+    const KvFormat f = parse_kv_format_spec(kivi ? codec + "-kivi" : codec, "codec");
+    const KvCodec kc = kv_codec_for(f.k, kHeadDim, "codec"), vc = kv_codec_for(f.v, kHeadDim, "codec");
+    const KvCodec f16 = KvFormat(DType::F16).k;
+    const int n_kv = shared ? kHeads / group : kHeads, bt = 16;
+    const int coded = kivi ? keys / kc.group * kc.group : keys;  // per-channel keys in whole blocks
+    const int64_t ks = kv_row_stride(kc, kHeadDim), vs = kv_row_stride(vc, kHeadDim), hs = 2 * kHeadDim;
+    const int64_t mb = kv_channel_meta_bytes(kc, kHeadDim), k_meta = mb * kv_channel_blocks(kc, keys);
+    const int64_t k_head = ks * keys + k_meta + hs * (keys - coded), v_head = vs * keys;
+    const int64_t copies = std::max<int64_t>(2, (int64_t(1024) << 20) / ((k_head + v_head) * n_kv));
+    auto kp = make_aligned<uint8_t>(size_t(k_head * n_kv * copies)), vp = make_aligned<uint8_t>(size_t(v_head * n_kv * copies));
+    std::vector<KvRuns> kr(size_t(copies * n_kv)), vr(size_t(copies * n_kv));
+    std::vector<float> x(size_t(keys) * kHeadDim);
+    std::mt19937 rng(7);
+    const int blocks = (keys + bt - 1) / bt;
+    std::vector<int> where(size_t(blocks) * size_t(n_kv));  // block b of KV head h: pool block where[h * blocks + b]
+    for (int64_t c = 0; c < copies; c++) {
+        std::iota(where.begin(), where.end(), 0);
+        std::shuffle(where.begin(), where.end(), rng);
+        for (int h = 0; h < n_kv; h++) {
+            const int64_t r0 = (c * n_kv + h) * keys;
+            for (int j = 0; j < keys; j++)
+                for (int i = 0; i < kHeadDim; i++)
+                    x[size_t(j) * kHeadDim + size_t(i)] = 0.01f * float(((r0 + j) * 7 + i * 13) % 97) - 0.4f;
+            KvRuns& k = kr[size_t(c * n_kv + h)];
+            KvRuns& v = vr[size_t(c * n_kv + h)];
+            if (kivi) {
+                uint8_t* kb = kp.get() + (c * n_kv + h) * k_head;
+                uint8_t* meta = kb + ks * keys;
+                uint8_t* ring = meta + k_meta;
+                for (int j0 = 0; j0 < coded; j0 += kc.group)
+                    kv_encode_block(kc, kHeadDim, x.data() + size_t(j0) * kHeadDim, kHeadDim, kb + j0 * ks, ks,
+                                    meta + j0 / kc.group * mb);
+                for (int j = coded; j < keys; j++)
+                    kv_encode_row(f16, kHeadDim, x.data() + size_t(j) * kHeadDim, ring + (j - coded) * hs);
+                k.add(KvRun{kb, meta, kc, ks, 0, coded});
+                if (coded < keys) k.add(KvRun{ring, nullptr, f16, hs, coded, keys});
+                uint8_t* vb = vp.get() + (c * n_kv + h) * v_head;
+                for (int j = 0; j < keys; j++) kv_encode_row(vc, kHeadDim, x.data() + size_t(j) * kHeadDim, vb + j * vs);
+                v.add(KvRun{vb, nullptr, vc, vs, 0, keys});
+            } else {
+                for (int b = 0; b < blocks; b++) {
+                    const int64_t at = (c * n_kv * blocks + where[size_t(h * blocks + b)]) * bt;  // first row in the pool
+                    const int j0 = b * bt, j1 = std::min(keys, j0 + bt);
+                    for (int j = j0; j < j1; j++) {
+                        kv_encode_row(kc, kHeadDim, x.data() + size_t(j) * kHeadDim, kp.get() + (at + j - j0) * ks);
+                        kv_encode_row(vc, kHeadDim, x.data() + size_t(j) * kHeadDim, vp.get() + (at + j - j0) * vs);
+                    }
+                    k.add(KvRun{kp.get() + at * ks, nullptr, kc, ks, j0, j1});
+                    v.add(KvRun{vp.get() + at * vs, nullptr, vc, vs, j0, j1});
+                }
+            }
+        }
+    }
+    std::vector<float> q(kHeadDim, 0.1f);
+    auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
+    const int nt = omp_get_max_threads();
+    const size_t row = (size_t(group) * size_t(keys) + 15) / 16 * 16;
+    auto scores = make_aligned<float>(size_t(nt) * row);
+    int64_t copy = 0;
+    for (auto _ : state) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int h = 0; h < kHeads; h += group) {
+            float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
+            const float* qs[ops::kMaxHeadGroup];
+            const KvRuns *ks_[ops::kMaxHeadGroup], *vs_[ops::kMaxHeadGroup];
+            float* os[ops::kMaxHeadGroup];
+            for (int y = 0; y < group; y++) {
+                const int kvh = shared ? h / group : h + y;
+                qs[y] = q.data();
+                ks_[y] = &kr[size_t(copy * n_kv + kvh)];
+                vs_[y] = &vr[size_t(copy * n_kv + kvh)];
+                os[y] = out.get() + (h + y) * kHeadDim;
+            }
+            ops::attend_heads_runs(group, qs, ks_, vs_, kHeadDim, 0, keys, 0.125f, sc, os);
+        }
+        benchmark::DoNotOptimize(out.get());
+        copy = (copy + 1) % copies;
+    }
+    state.SetBytesProcessed(int64_t(state.iterations()) * (k_head + v_head) * n_kv);
+    state.counters["threads"] = double(nt);
+}
+
 const int kRegistered = [] {
-    for (int keys : {912, 3648})
+    auto add = [](const std::string& name, auto fn, auto... args) {
+        benchmark::RegisterBenchmark(name.c_str(), fn, args...)
+            ->Unit(benchmark::kMicrosecond)
+            ->MeasureProcessCPUTime()
+            ->UseRealTime();
+    };
+    for (int keys : {912, 3648}) {
+        const std::string k = "/keys:" + std::to_string(keys);
         for (const char* codec : {"fp32", "fp16", "int8", "int4", "int2"}) {
             for (int group : {1, 2})
-                benchmark::RegisterBenchmark(("attention_codec/" + std::string(codec) + "/keys:" + std::to_string(keys) +
-                                              "/heads:" + std::to_string(group))
-                                                 .c_str(),
-                                             bm_attention_codec, std::string(codec), keys, group, false)
-                    ->Unit(benchmark::kMicrosecond)
-                    ->MeasureProcessCPUTime()
-                    ->UseRealTime();
-            benchmark::RegisterBenchmark(("attention_codec/" + std::string(codec) + "/keys:" + std::to_string(keys) +
-                                          "/gqa:4").c_str(),
-                                         bm_attention_codec, std::string(codec), keys, 4, true)
-                ->Unit(benchmark::kMicrosecond)
-                ->MeasureProcessCPUTime()
-                ->UseRealTime();
+                add("attention_codec/" + std::string(codec) + k + "/heads:" + std::to_string(group), bm_attention_codec,
+                    std::string(codec), keys, group, false);
+            for (int group : {2, 3, 4})
+                add("attention_codec/" + std::string(codec) + k + "/gqa:" + std::to_string(group), bm_attention_codec,
+                    std::string(codec), keys, group, true);
         }
+        for (const char* codec : {"fp16", "int8", "int4", "int2"}) {
+            add("attention_runs/paged16/" + std::string(codec) + k + "/heads:2", bm_attention_runs, std::string(codec),
+                std::string("paged"), keys, 2, false);
+            for (int group : {3, 4})
+                add("attention_runs/paged16/" + std::string(codec) + k + "/gqa:" + std::to_string(group),
+                    bm_attention_runs, std::string(codec), std::string("paged"), keys, group, true);
+        }
+        for (const char* codec : {"int8", "int4", "int2"}) {
+            add("attention_runs/kivi/" + std::string(codec) + k + "/heads:2", bm_attention_runs, std::string(codec),
+                std::string("kivi"), keys, 2, false);
+            add("attention_runs/kivi/" + std::string(codec) + k + "/gqa:3", bm_attention_runs, std::string(codec),
+                std::string("kivi"), keys, 3, true);
+        }
+        for (DType dt : {DType::F32, DType::F16, DType::BF16})
+            for (int group : {2, 3, 4})
+                add("attention/" + std::string(dtype_name(dt)) + k + "/gqa:" + std::to_string(group), bm_attention, dt,
+                    keys, group, 1, true);
+    }
     for (int keys : {128, 912, 3648}) {
+        const std::string k = "/keys:" + std::to_string(keys);
         for (DType dt : {DType::F32, DType::F16, DType::BF16})
             for (int group : {1, 2, 3, 4, 6})
-                benchmark::RegisterBenchmark(("attention/" + std::string(dtype_name(dt)) + "/keys:" +
-                                              std::to_string(keys) + "/heads:" + std::to_string(group))
-                                                 .c_str(),
-                                             bm_attention, dt, keys, group, 1)
-                    ->Unit(benchmark::kMicrosecond)
-                    ->MeasureProcessCPUTime()
-                    ->UseRealTime();
-        benchmark::RegisterBenchmark(("attention/layers/fp32/keys:" + std::to_string(keys)).c_str(), bm_attention,
-                                     DType::F32, keys, 2, 6)
-            ->Unit(benchmark::kMicrosecond)
-            ->MeasureProcessCPUTime()
-            ->UseRealTime();
-        benchmark::RegisterBenchmark(("attention/read_floor/fp32/keys:" + std::to_string(keys)).c_str(), bm_kv_read,
-                                     DType::F32, keys)
-            ->Unit(benchmark::kMicrosecond)
-            ->MeasureProcessCPUTime()
-            ->UseRealTime();
+                add("attention/" + std::string(dtype_name(dt)) + k + "/heads:" + std::to_string(group), bm_attention, dt,
+                    keys, group, 1, false);
+        add("attention/layers/fp32" + k, bm_attention, DType::F32, keys, 2, 6, false);
+        add("attention/read_floor/fp32" + k, bm_kv_read, DType::F32, keys);
     }
     return 0;
 }();
