@@ -28,11 +28,21 @@
 #include "kv/kv_codec.h"
 #include "ops/attention.h"
 #include "ops/read.h"
+#include "bench_quiet.h"
 
 namespace kvscope {
 namespace {
 
 constexpr int kHeads = 6 * 12, kHeadDim = 64;
+
+// Bytes read per second, and `call_us`: microseconds per call (a quiet-mode iteration is a
+// burst of calls: bench_quiet.h).
+void finish(benchmark::State& state, int64_t calls, int64_t bytes_per_call) {
+    state.SetBytesProcessed(int64_t(state.iterations()) * calls * bytes_per_call);
+    state.counters["call_us"] =
+        benchmark::Counter(double(calls) * 1e-6, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+    state.counters["threads"] = double(omp_get_max_threads());
+}
 
 struct ColdKv {
     int64_t per_head;  // elements of one head's K (or V): keys x head_dim
@@ -76,7 +86,7 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group, int re
     auto scores = make_aligned<float>(size_t(nt) * row);
     const int per_region = kHeads / regions;
     int64_t copy = 0;
-    for (auto _ : state) {
+    const int64_t calls = bench::timed_loop(state, [&] {
         for (int g = 0; g < regions; g++) {
 #pragma omp parallel for schedule(dynamic, 1)
             for (int h = g * per_region; h < (g + 1) * per_region; h += group) {
@@ -95,10 +105,9 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group, int re
         }
         benchmark::DoNotOptimize(out.get());
         copy = (copy + 1) % kv.copies;
-    }
+    });
     const int64_t heads_read = shared ? kHeads / group : kHeads;
-    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * kv.per_head * heads_read * int64_t(kv.elem));
-    state.counters["threads"] = double(nt);
+    finish(state, calls, 2 * kv.per_head * heads_read * int64_t(kv.elem));
 }
 
 // The same blocks read with no attention work, as kvscope bench's read floor reads them
@@ -108,7 +117,7 @@ void bm_kv_read(benchmark::State& state, DType dt, int keys) {
     ColdKv kv(keys, dt);
     const int64_t bytes = kv.per_head * int64_t(kv.elem);
     int64_t copy = 0;
-    for (auto _ : state) {
+    const int64_t calls = bench::timed_loop(state, [&] {
         uint32_t total = 0;
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : total)
         for (int h = 0; h < kHeads; h += 2) {
@@ -117,9 +126,8 @@ void bm_kv_read(benchmark::State& state, DType dt, int keys) {
         }
         benchmark::DoNotOptimize(total);
         copy = (copy + 1) % kv.copies;
-    }
-    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * kv.per_head * kHeads * int64_t(kv.elem));
-    state.counters["threads"] = double(omp_get_max_threads());
+    });
+    finish(state, calls, 2 * kv.per_head * kHeads * int64_t(kv.elem));
 }
 
 // attend_heads_codec over rows in a KV codec (kv/kv_codec.h), cold as above. `shared`: the
@@ -130,10 +138,14 @@ void bm_attention_codec(benchmark::State& state, std::string codec, int keys, in
     const int64_t copies = std::max<int64_t>(2, (int64_t(1024) << 20) / (2 * per_head * kHeads));
     auto k = make_aligned<uint8_t>(size_t(per_head * kHeads * copies)), v = make_aligned<uint8_t>(size_t(per_head * kHeads * copies));
     std::vector<float> x(kHeadDim);
-    for (int64_t r = 0; r < kHeads * copies * keys; r++) {
+    for (int64_t r = 0; r < kHeads * keys; r++) {  // one copy, then the others as its bytes
         for (int i = 0; i < kHeadDim; i++) x[size_t(i)] = 0.01f * float((r * 7 + i * 13) % 97) - 0.4f;
         kv_encode_row(c, kHeadDim, x.data(), k.get() + r * stride);
         kv_encode_row(c, kHeadDim, x.data(), v.get() + r * stride);
+    }
+    for (int64_t cp = 1; cp < copies; cp++) {
+        std::memcpy(k.get() + cp * kHeads * per_head, k.get(), size_t(kHeads * per_head));
+        std::memcpy(v.get() + cp * kHeads * per_head, v.get(), size_t(kHeads * per_head));
     }
     std::vector<float> q(kHeadDim, 0.1f);
     auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
@@ -141,7 +153,7 @@ void bm_attention_codec(benchmark::State& state, std::string codec, int keys, in
     const size_t row = (size_t(group) * size_t(keys) + 15) / 16 * 16;
     auto scores = make_aligned<float>(size_t(nt) * row);
     int64_t copy = 0;
-    for (auto _ : state) {
+    const int64_t calls = bench::timed_loop(state, [&] {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int h = 0; h < kHeads; h += group) {
             float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
@@ -159,11 +171,9 @@ void bm_attention_codec(benchmark::State& state, std::string codec, int keys, in
         }
         benchmark::DoNotOptimize(out.get());
         copy = (copy + 1) % copies;
-    }
+    });
     // Bytes of the KV heads read: one per group when shared.
-    const int64_t heads_read = shared ? kHeads / group : kHeads;
-    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * per_head * heads_read);
-    state.counters["threads"] = double(nt);
+    finish(state, calls, 2 * per_head * (shared ? kHeads / group : kHeads));
 }
 
 // attend_heads_runs over each KV head's rows as the cache hands them over, cold as above.
@@ -184,7 +194,25 @@ void bm_attention_runs(benchmark::State& state, std::string codec, std::string l
     const int64_t copies = std::max<int64_t>(2, (int64_t(1024) << 20) / ((k_head + v_head) * n_kv));
     auto kp = make_aligned<uint8_t>(size_t(k_head * n_kv * copies)), vp = make_aligned<uint8_t>(size_t(v_head * n_kv * copies));
     std::vector<KvRuns> kr(size_t(copies * n_kv)), vr(size_t(copies * n_kv));
+    // Every copy holds the same rows, encoded once per KV head; a paged copy scatters them anew.
+    std::vector<uint8_t> krow(size_t(n_kv * ks * keys)), vrow(size_t(n_kv * vs * keys)), kmeta(size_t(n_kv * k_meta)),
+        kring(size_t(n_kv * hs * (keys - coded)));
     std::vector<float> x(size_t(keys) * kHeadDim);
+    for (int h = 0; h < n_kv; h++) {
+        for (int j = 0; j < keys; j++)
+            for (int i = 0; i < kHeadDim; i++)
+                x[size_t(j) * kHeadDim + size_t(i)] = 0.01f * float(((h * keys + j) * 7 + i * 13) % 97) - 0.4f;
+        if (kivi) {
+            for (int j0 = 0; j0 < coded; j0 += kc.group)
+                kv_encode_block(kc, kHeadDim, x.data() + size_t(j0) * kHeadDim, kHeadDim, &krow[size_t(h * ks * keys + j0 * ks)],
+                                ks, &kmeta[size_t(h * k_meta + j0 / kc.group * mb)]);
+            for (int j = coded; j < keys; j++)
+                kv_encode_row(f16, kHeadDim, x.data() + size_t(j) * kHeadDim, &kring[size_t((h * (keys - coded) + j - coded) * hs)]);
+        } else {
+            for (int j = 0; j < keys; j++) kv_encode_row(kc, kHeadDim, x.data() + size_t(j) * kHeadDim, &krow[size_t((h * keys + j) * ks)]);
+        }
+        for (int j = 0; j < keys; j++) kv_encode_row(vc, kHeadDim, x.data() + size_t(j) * kHeadDim, &vrow[size_t((h * keys + j) * vs)]);
+    }
     std::mt19937 rng(7);
     const int blocks = (keys + bt - 1) / bt;
     std::vector<int> where(size_t(blocks) * size_t(n_kv));  // block b of KV head h: pool block where[h * blocks + b]
@@ -192,34 +220,26 @@ void bm_attention_runs(benchmark::State& state, std::string codec, std::string l
         std::iota(where.begin(), where.end(), 0);
         std::shuffle(where.begin(), where.end(), rng);
         for (int h = 0; h < n_kv; h++) {
-            const int64_t r0 = (c * n_kv + h) * keys;
-            for (int j = 0; j < keys; j++)
-                for (int i = 0; i < kHeadDim; i++)
-                    x[size_t(j) * kHeadDim + size_t(i)] = 0.01f * float(((r0 + j) * 7 + i * 13) % 97) - 0.4f;
             KvRuns& k = kr[size_t(c * n_kv + h)];
             KvRuns& v = vr[size_t(c * n_kv + h)];
             if (kivi) {
                 uint8_t* kb = kp.get() + (c * n_kv + h) * k_head;
                 uint8_t* meta = kb + ks * keys;
                 uint8_t* ring = meta + k_meta;
-                for (int j0 = 0; j0 < coded; j0 += kc.group)
-                    kv_encode_block(kc, kHeadDim, x.data() + size_t(j0) * kHeadDim, kHeadDim, kb + j0 * ks, ks,
-                                    meta + j0 / kc.group * mb);
-                for (int j = coded; j < keys; j++)
-                    kv_encode_row(f16, kHeadDim, x.data() + size_t(j) * kHeadDim, ring + (j - coded) * hs);
+                std::memcpy(kb, &krow[size_t(h * ks * keys)], size_t(ks * keys));
+                std::memcpy(meta, &kmeta[size_t(h * k_meta)], size_t(k_meta));
+                std::memcpy(ring, &kring[size_t(h * hs * (keys - coded))], size_t(hs * (keys - coded)));
                 k.add(KvRun{kb, meta, kc, ks, 0, coded});
                 if (coded < keys) k.add(KvRun{ring, nullptr, f16, hs, coded, keys});
                 uint8_t* vb = vp.get() + (c * n_kv + h) * v_head;
-                for (int j = 0; j < keys; j++) kv_encode_row(vc, kHeadDim, x.data() + size_t(j) * kHeadDim, vb + j * vs);
+                std::memcpy(vb, &vrow[size_t(h * vs * keys)], size_t(vs * keys));
                 v.add(KvRun{vb, nullptr, vc, vs, 0, keys});
             } else {
                 for (int b = 0; b < blocks; b++) {
                     const int64_t at = (c * n_kv * blocks + where[size_t(h * blocks + b)]) * bt;  // first row in the pool
                     const int j0 = b * bt, j1 = std::min(keys, j0 + bt);
-                    for (int j = j0; j < j1; j++) {
-                        kv_encode_row(kc, kHeadDim, x.data() + size_t(j) * kHeadDim, kp.get() + (at + j - j0) * ks);
-                        kv_encode_row(vc, kHeadDim, x.data() + size_t(j) * kHeadDim, vp.get() + (at + j - j0) * vs);
-                    }
+                    std::memcpy(kp.get() + at * ks, &krow[size_t((h * keys + j0) * ks)], size_t((j1 - j0) * ks));
+                    std::memcpy(vp.get() + at * vs, &vrow[size_t((h * keys + j0) * vs)], size_t((j1 - j0) * vs));
                     k.add(KvRun{kp.get() + at * ks, nullptr, kc, ks, j0, j1});
                     v.add(KvRun{vp.get() + at * vs, nullptr, vc, vs, j0, j1});
                 }
@@ -232,7 +252,7 @@ void bm_attention_runs(benchmark::State& state, std::string codec, std::string l
     const size_t row = (size_t(group) * size_t(keys) + 15) / 16 * 16;
     auto scores = make_aligned<float>(size_t(nt) * row);
     int64_t copy = 0;
-    for (auto _ : state) {
+    const int64_t calls = bench::timed_loop(state, [&] {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int h = 0; h < kHeads; h += group) {
             float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
@@ -250,17 +270,15 @@ void bm_attention_runs(benchmark::State& state, std::string codec, std::string l
         }
         benchmark::DoNotOptimize(out.get());
         copy = (copy + 1) % copies;
-    }
-    state.SetBytesProcessed(int64_t(state.iterations()) * (k_head + v_head) * n_kv);
-    state.counters["threads"] = double(nt);
+    });
+    finish(state, calls, (k_head + v_head) * n_kv);
 }
 
 const int kRegistered = [] {
     auto add = [](const std::string& name, auto fn, auto... args) {
-        benchmark::RegisterBenchmark(name.c_str(), fn, args...)
-            ->Unit(benchmark::kMicrosecond)
-            ->MeasureProcessCPUTime()
-            ->UseRealTime();
+        auto* b = benchmark::RegisterBenchmark(name.c_str(), fn, args...)->Unit(benchmark::kMicrosecond)->MeasureProcessCPUTime();
+        if (bench::quiet_mode()) b->UseManualTime();
+        else b->UseRealTime();
     };
     for (int keys : {912, 3648}) {
         const std::string k = "/keys:" + std::to_string(keys);

@@ -54,7 +54,7 @@ Rows rows_of(const KvRun& run, int hd) {
     r.code_bytes = int64_t(hd) * bits / 8;
     if (run.codec.axis == KvAxis::Channel) return r;
     r.G = run.codec.group > 0 && run.codec.group < hd ? run.codec.group : hd;
-    r.mode = !r.zp && r.G == hd ? Mode::Row : Mode::Lane;
+    r.mode = r.zp ? Mode::Lane : r.G == hd ? Mode::Row : Mode::LaneSym;
     return r;
 }
 
@@ -86,6 +86,13 @@ void run_values(const Kernel& k, const Rows& r, const Heads& h) {
     }
 }
 
+// d[o.index(c)] = s[c] for the hd channels (a whole number of o's units).
+void to_order(const Order& o, const float* s, float* d, int hd) {
+    for (int u = 0; u < hd; u += o.P * o.L)
+        for (int l = 0; l < o.L; l++)
+            for (int k = 0; k < o.P; k++) d[u + k * o.L + l] = s[u + l * o.P + k];
+}
+
 // The group's queries in a kernel's channel order, permuted when an order is first asked for
 // (a call's runs are float rows, in natural order, and at most one codec).
 class Queries {
@@ -95,9 +102,8 @@ class Queries {
         if (o.identity()) return q_;
         if (o.P != have_.P || o.L != have_.L) {
             for (int h = 0; h < m_; h++) {
-                float* d = buf_ + h * hd_;
-                for (int c = 0; c < hd_; c++) d[o.index(c)] = q_[h][c];
-                ptr_[h] = d;
+                to_order(o, q_[h], buf_ + h * hd_, hd_);
+                ptr_[h] = buf_ + h * hd_;
             }
             have_ = o;
         }
@@ -140,7 +146,7 @@ void channel_scores(int m, const float* const* q, Queries& qs, const KvRun& run,
         }
         const float* sc = sn;
         if (!k.order.identity()) {
-            for (int i = 0; i < hd; i++) sk[k.order.index(i)] = sn[i];
+            to_order(k.order, sn, sk, hd);
             sc = sk;
         }
         for (int x = 0; x < m; x++) {
@@ -154,6 +160,45 @@ void channel_scores(int m, const float* const* q, Queries& qs, const KvRun& run,
         run_scores(k, r, hs, scale);
     }
 }
+
+// Requests the lines of a head's runs ahead of the kernels, across run boundaries: a kernel
+// requests lines 2 KiB ahead inside its run only, and a paged cache's next block may lie
+// anywhere in its pool, where no hardware prefetcher follows. Before run i: its first 2 KiB
+// (the kernel's distance) and the 2 KiB that follow its end, each line once.
+class RunPrefetch {
+  public:
+    RunPrefetch(const KvRun* runs, int n) : runs_(runs), n_(n) {}
+    void before(int i) {
+        if (at_ <= i) {
+            request(i, at_ == i ? off_ : 0, std::min(bytes_of(i), kAhead));
+            at_ = i + 1, off_ = 0;  // the rest of run i: the kernel
+        }
+        int64_t want = kAhead;
+        for (int r = i + 1; r < n_ && want > 0; r++) {
+            const int64_t b = bytes_of(r), upto = std::min(b, want);
+            if (r == at_ && upto > off_) {
+                request(r, off_, upto);
+                if (upto == b) at_ = r + 1, off_ = 0;
+                else off_ = upto;
+            }
+            want -= b;
+        }
+    }
+
+  private:
+    static constexpr int64_t kAhead = 2048;
+    int64_t bytes_of(int r) const { return int64_t(runs_[r].j1 - runs_[r].j0) * runs_[r].stride; }
+    void request(int r, int64_t from, int64_t upto) const {
+        if (upto <= from) return;
+        const char* p = reinterpret_cast<const char*>(runs_[r].rows);
+        for (int64_t o = from; o < upto; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+        _mm_prefetch(p + upto - 1, _MM_HINT_T0);
+    }
+    const KvRun* runs_;
+    int n_;
+    int at_ = 0;        // the first run not yet requested as far as wanted
+    int64_t off_ = 0;   // bytes of it requested
+};
 
 // Value sums in one kernel order other than the natural one, added into out when done.
 class PermutedSums {
@@ -170,8 +215,11 @@ class PermutedSums {
     }
     void flush() {
         if (have_.P == 0) return;
+        const Order& o = have_;
         for (int x = 0; x < m_; x++)
-            for (int c = 0; c < hd_; c++) out_[x][c] += buf_[x * hd_ + have_.index(c)];
+            for (int u = 0; u < hd_; u += o.P * o.L)
+                for (int l = 0; l < o.L; l++)
+                    for (int k = 0; k < o.P; k++) out_[x][u + l * o.P + k] += buf_[x * hd_ + u + k * o.L + l];
         have_ = Order{0, 0};
     }
 
@@ -190,9 +238,11 @@ void attend_group(int m, const float* const* q, const KvRun* kr, int nk, const K
     for (int x = 0; x < m; x++) s[x] = scores + int64_t(x) * hi;
     {
         Queries qs(m, q, hd);
+        RunPrefetch pf(kr, nk);
         for (int i = 0; i < nk; i++) {
             const KvRun& run = kr[i];
             if (run.j1 <= run.j0) continue;
+            pf.before(i);
             if (run.codec.axis == KvAxis::Channel) {
                 channel_scores(m, q, qs, run, hd, scale, s);
                 continue;
@@ -213,9 +263,11 @@ void attend_group(int m, const float* const* q, const KvRun* kr, int nk, const K
     }
     {
         PermutedSums sums(m, hd, out);
+        RunPrefetch pf(vr, nv);
         for (int i = 0; i < nv; i++) {
             const KvRun& run = vr[i];
             if (run.j1 <= run.j0) continue;
+            pf.before(i);
             if (run.codec.axis == KvAxis::Channel) fail("attention: values are stored per token, not per channel");
             const Rows r = rows_of(run, hd);
             const Kernel k = kernel_for(r);

@@ -16,12 +16,13 @@ namespace kvscope::ops::codec {
 enum class Kind : uint8_t { F32, F16, BF16, I8S, I8A, I4, I2 };
 
 // How a row's values come from what is stored:
-//   Plain: floats as they are, or bare codes (a per-channel key block, whose scales the caller
-//          folds into q);
-//   Row:   one symmetric scale for the whole row (int8's default), applied once per key to the
-//          dot product and to the weight instead of to every code;
-//   Lane:  a scale and a minimum per group of channels, applied to each widened vector.
-enum class Mode : uint8_t { Plain, Row, Lane };
+//   Plain:   floats as they are, or bare codes (a per-channel key block, whose scales the caller
+//            folds into q);
+//   Row:     one symmetric scale for the whole row (int8's default), applied once per key to
+//            the dot product and to the weight instead of to every code;
+//   Lane:    a scale and a minimum per group of channels, applied to each widened vector;
+//   LaneSym: the same with symmetric codes: the minimum is -offset x scale.
+enum class Mode : uint8_t { Plain, Row, Lane, LaneSym };
 
 struct Rows {
     const uint8_t* rows = nullptr;  // the first row
@@ -31,7 +32,7 @@ struct Rows {
     Mode mode = Mode::Plain;
     int hd = 0;
     int G = 0;                      // channels per group (Lane, Row)
-    bool zp = false;                // a minimum per group (else symmetric)
+    bool zp = false;                // a minimum per group stored after each scale
     float offset = 0;               // symmetric int4/int2 store code + offset
     int64_t code_bytes = 0;         // the group scales start here in a row
 };

@@ -1,6 +1,7 @@
 // The codec attention kernels on 8-lane AVX2 vectors (attention_codec_kernels.h): every CPU
 // kvscope runs on. A meta pass is 32 channels; int4 codes come 16 to a unit (8 bytes widened
 // once, low and high nibbles), int2 codes 32 (four shifts of the same widened bytes).
+#include <array>
 #include <cstring>
 
 #include <immintrin.h>
@@ -86,6 +87,9 @@ struct V8 {
         return _mm256_cvtph_ps(h);
     }
     [[gnu::always_inline]] static V perm(V t, Vi idx) { return _mm256_permutevar8x32_ps(t, idx); }
+    [[gnu::always_inline]] static Vi lanes(const std::array<int, 8>& a) {
+        return _mm256_setr_epi32(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+    }
     [[gnu::always_inline]] static Vi iota() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
     [[gnu::always_inline]] static Vi seti(int x) { return _mm256_set1_epi32(x); }
     [[gnu::always_inline]] static Vi addi(Vi a, Vi b) { return _mm256_add_epi32(a, b); }

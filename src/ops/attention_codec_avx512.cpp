@@ -4,6 +4,7 @@
 // come 32 to a unit (16 bytes widened once), int2 codes 64. Half the instructions of the AVX2
 // kernels per channel, and 32 registers: the value sums of up to 6 heads x 64 channels stay in
 // registers over all rows. Only these functions carry the target attribute (as gemv_avx512.cpp).
+#include <array>
 #include <cstring>
 
 #include <immintrin.h>
@@ -71,6 +72,10 @@ struct V16 {
         return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(__mmask16((1u << n) - 1), p));
     }
     [[gnu::always_inline]] KVSCOPE_CODEC_TARGET static V perm(V t, Vi idx) { return _mm512_permutexvar_ps(idx, t); }
+    [[gnu::always_inline]] KVSCOPE_CODEC_TARGET static Vi lanes(const std::array<int, 16>& a) {
+        return _mm512_setr_epi32(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13],
+                                 a[14], a[15]);
+    }
     [[gnu::always_inline]] KVSCOPE_CODEC_TARGET static Vi iota() {
         return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     }
