@@ -6,12 +6,17 @@
 // per second, next to the same blocks read with no arithmetic as kvscope bench's read floor
 // reads them (the most this access pattern can read on this machine). The cache is cold, as in a decode step
 // between two layers' weights: iterations cycle through copies that outgrow the caches.
+// `attention/<dtype>/keys:K/gqa:N` gives N heads one KV head, as the engine does for Llama
+// shapes. `attention_codec/...` runs the codec kernels over contiguous rows (heads:N, each head
+// its own KV head; gqa:N, N query heads per KV head); `attention_runs/...` runs them over runs
+// as a paged cache (blocks of 16 rows scattered over a pool) or KIVI's per-channel keys hand
+// them over.
 #include <algorithm>
-#include <random>
-#include <numeric>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -23,11 +28,21 @@
 #include "kv/kv_codec.h"
 #include "ops/attention.h"
 #include "ops/read.h"
+#include "bench_quiet.h"
 
 namespace kvscope {
 namespace {
 
 constexpr int kHeads = 6 * 12, kHeadDim = 64;
+
+// Bytes read per second, and `call_us`: microseconds per call (a quiet-mode iteration is a
+// burst of calls: bench_quiet.h).
+void finish(benchmark::State& state, int64_t calls, int64_t bytes_per_call) {
+    state.SetBytesProcessed(int64_t(state.iterations()) * calls * bytes_per_call);
+    state.counters["call_us"] =
+        benchmark::Counter(double(calls) * 1e-6, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+    state.counters["threads"] = double(omp_get_max_threads());
+}
 
 struct ColdKv {
     int64_t per_head;  // elements of one head's K (or V): keys x head_dim
@@ -60,7 +75,7 @@ struct ColdKv {
 
 // `regions` parallel regions per token, each over kHeads / regions heads: 1 (all heads, one
 // barrier) or 6 (the engine's structure: one region and barrier per layer of 12 heads).
-void bm_attention(benchmark::State& state, DType dt, int keys, int group, int regions) {
+void bm_attention(benchmark::State& state, DType dt, int keys, int group, int regions, bool shared) {
     ColdKv kv(keys, dt);
     std::vector<float> q(kHeadDim, 0.1f);
     // Outputs and score rows 64-byte aligned, as in the engine: a cache line shared by two
@@ -71,7 +86,7 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group, int re
     auto scores = make_aligned<float>(size_t(nt) * row);
     const int per_region = kHeads / regions;
     int64_t copy = 0;
-    for (auto _ : state) {
+    const int64_t calls = bench::timed_loop(state, [&] {
         for (int g = 0; g < regions; g++) {
 #pragma omp parallel for schedule(dynamic, 1)
             for (int h = g * per_region; h < (g + 1) * per_region; h += group) {
@@ -81,8 +96,8 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group, int re
                 float* os[ops::kMaxHeadGroup];
                 for (int x = 0; x < group; x++) {
                     qs[x] = q.data();
-                    ks[x] = kv.head(kv.k, copy, h + x);
-                    vs[x] = kv.head(kv.v, copy, h + x);
+                    ks[x] = kv.head(kv.k, copy, shared ? h : h + x);
+                    vs[x] = kv.head(kv.v, copy, shared ? h : h + x);
                     os[x] = out.get() + (h + x) * kHeadDim;
                 }
                 ops::attend_heads(group, qs, ks, vs, dt, kHeadDim, 0, keys, 0.125f, sc, os);
@@ -90,9 +105,9 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group, int re
         }
         benchmark::DoNotOptimize(out.get());
         copy = (copy + 1) % kv.copies;
-    }
-    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * kv.per_head * kHeads * int64_t(kv.elem));
-    state.counters["threads"] = double(nt);
+    });
+    const int64_t heads_read = shared ? kHeads / group : kHeads;
+    finish(state, calls, 2 * kv.per_head * heads_read * int64_t(kv.elem));
 }
 
 // The paged layout: each head's keys in blocks of `block` rows scattered over a pool laid out as
@@ -147,7 +162,7 @@ void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block) 
     const size_t srow = (2 * size_t(keys) + 15) / 16 * 16;
     auto scores = make_aligned<float>(size_t(nt) * srow);
     int64_t copy = 0;
-    for (auto _ : state) {
+    const int64_t calls = bench::timed_loop(state, [&] {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int h = 0; h < kHeads; h += 2) {
             thread_local KvRuns kr[2], vr[2];
@@ -165,9 +180,8 @@ void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block) 
         }
         benchmark::DoNotOptimize(out.get());
         copy = (copy + 1) % copies;
-    }
-    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * int64_t(keys) * int64_t(row) * kHeads);
-    state.counters["threads"] = double(nt);
+    });
+    finish(state, calls, 2 * int64_t(keys) * int64_t(row) * kHeads);
 }
 
 // The same blocks read with no attention work, as kvscope bench's read floor reads them
@@ -177,7 +191,7 @@ void bm_kv_read(benchmark::State& state, DType dt, int keys) {
     ColdKv kv(keys, dt);
     const int64_t bytes = kv.per_head * int64_t(kv.elem);
     int64_t copy = 0;
-    for (auto _ : state) {
+    const int64_t calls = bench::timed_loop(state, [&] {
         uint32_t total = 0;
 #pragma omp parallel for schedule(dynamic, 1) reduction(+ : total)
         for (int h = 0; h < kHeads; h += 2) {
@@ -186,9 +200,8 @@ void bm_kv_read(benchmark::State& state, DType dt, int keys) {
         }
         benchmark::DoNotOptimize(total);
         copy = (copy + 1) % kv.copies;
-    }
-    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * kv.per_head * kHeads * int64_t(kv.elem));
-    state.counters["threads"] = double(omp_get_max_threads());
+    });
+    finish(state, calls, 2 * kv.per_head * kHeads * int64_t(kv.elem));
 }
 
 // attend_heads_codec over rows in a KV codec (kv/kv_codec.h), cold as above. `shared`: the
@@ -199,10 +212,14 @@ void bm_attention_codec(benchmark::State& state, std::string codec, int keys, in
     const int64_t copies = std::max<int64_t>(2, (int64_t(1024) << 20) / (2 * per_head * kHeads));
     auto k = make_aligned<uint8_t>(size_t(per_head * kHeads * copies)), v = make_aligned<uint8_t>(size_t(per_head * kHeads * copies));
     std::vector<float> x(kHeadDim);
-    for (int64_t r = 0; r < kHeads * copies * keys; r++) {
+    for (int64_t r = 0; r < kHeads * keys; r++) {  // one copy, then the others as its bytes
         for (int i = 0; i < kHeadDim; i++) x[size_t(i)] = 0.01f * float((r * 7 + i * 13) % 97) - 0.4f;
         kv_encode_row(c, kHeadDim, x.data(), k.get() + r * stride);
         kv_encode_row(c, kHeadDim, x.data(), v.get() + r * stride);
+    }
+    for (int64_t cp = 1; cp < copies; cp++) {
+        std::memcpy(k.get() + cp * kHeads * per_head, k.get(), size_t(kHeads * per_head));
+        std::memcpy(v.get() + cp * kHeads * per_head, v.get(), size_t(kHeads * per_head));
     }
     std::vector<float> q(kHeadDim, 0.1f);
     auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
@@ -210,7 +227,7 @@ void bm_attention_codec(benchmark::State& state, std::string codec, int keys, in
     const size_t row = (size_t(group) * size_t(keys) + 15) / 16 * 16;
     auto scores = make_aligned<float>(size_t(nt) * row);
     int64_t copy = 0;
-    for (auto _ : state) {
+    const int64_t calls = bench::timed_loop(state, [&] {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int h = 0; h < kHeads; h += group) {
             float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
@@ -228,60 +245,155 @@ void bm_attention_codec(benchmark::State& state, std::string codec, int keys, in
         }
         benchmark::DoNotOptimize(out.get());
         copy = (copy + 1) % copies;
-    }
+    });
     // Bytes of the KV heads read: one per group when shared.
-    const int64_t heads_read = shared ? kHeads / group : kHeads;
-    state.SetBytesProcessed(int64_t(state.iterations()) * 2 * per_head * heads_read);
-    state.counters["threads"] = double(nt);
+    finish(state, calls, 2 * per_head * (shared ? kHeads / group : kHeads));
+}
+
+// attend_heads_runs over each KV head's rows as the cache hands them over, cold as above.
+// "paged": blocks of 16 rows, every KV head's blocks scattered over the copy's pool; "kivi":
+// keys per channel in blocks of 32 tokens (the partial last block in fp16, as the cache's ring
+// holds it) and values per token in groups of 32, both asymmetric. `shared` as above.
+void bm_attention_runs(benchmark::State& state, std::string codec, std::string layout, int keys, int group,
+                       bool shared) {
+    const bool kivi = layout == "kivi";
+    const KvFormat f = parse_kv_format_spec(kivi ? codec + "-kivi" : codec, "codec");
+    const KvCodec kc = kv_codec_for(f.k, kHeadDim, "codec"), vc = kv_codec_for(f.v, kHeadDim, "codec");
+    const KvCodec f16 = KvFormat(DType::F16).k;
+    const int n_kv = shared ? kHeads / group : kHeads, bt = 16;
+    const int coded = kivi ? keys / kc.group * kc.group : keys;  // per-channel keys in whole blocks
+    const int64_t ks = kv_row_stride(kc, kHeadDim), vs = kv_row_stride(vc, kHeadDim), hs = 2 * kHeadDim;
+    const int64_t mb = kv_channel_meta_bytes(kc, kHeadDim), k_meta = mb * kv_channel_blocks(kc, keys);
+    const int64_t k_head = ks * keys + k_meta + hs * (keys - coded), v_head = vs * keys;
+    const int64_t copies = std::max<int64_t>(2, (int64_t(1024) << 20) / ((k_head + v_head) * n_kv));
+    auto kp = make_aligned<uint8_t>(size_t(k_head * n_kv * copies)), vp = make_aligned<uint8_t>(size_t(v_head * n_kv * copies));
+    std::vector<KvRuns> kr(size_t(copies * n_kv)), vr(size_t(copies * n_kv));
+    // Every copy holds the same rows, encoded once per KV head; a paged copy scatters them anew.
+    std::vector<uint8_t> krow(size_t(n_kv * ks * keys)), vrow(size_t(n_kv * vs * keys)), kmeta(size_t(n_kv * k_meta)),
+        kring(size_t(n_kv * hs * (keys - coded)));
+    std::vector<float> x(size_t(keys) * kHeadDim);
+    for (int h = 0; h < n_kv; h++) {
+        for (int j = 0; j < keys; j++)
+            for (int i = 0; i < kHeadDim; i++)
+                x[size_t(j) * kHeadDim + size_t(i)] = 0.01f * float(((h * keys + j) * 7 + i * 13) % 97) - 0.4f;
+        if (kivi) {
+            for (int j0 = 0; j0 < coded; j0 += kc.group)
+                kv_encode_block(kc, kHeadDim, x.data() + size_t(j0) * kHeadDim, kHeadDim, &krow[size_t(h * ks * keys + j0 * ks)],
+                                ks, &kmeta[size_t(h * k_meta + j0 / kc.group * mb)]);
+            for (int j = coded; j < keys; j++)
+                kv_encode_row(f16, kHeadDim, x.data() + size_t(j) * kHeadDim, &kring[size_t((h * (keys - coded) + j - coded) * hs)]);
+        } else {
+            for (int j = 0; j < keys; j++) kv_encode_row(kc, kHeadDim, x.data() + size_t(j) * kHeadDim, &krow[size_t((h * keys + j) * ks)]);
+        }
+        for (int j = 0; j < keys; j++) kv_encode_row(vc, kHeadDim, x.data() + size_t(j) * kHeadDim, &vrow[size_t((h * keys + j) * vs)]);
+    }
+    std::mt19937 rng(7);
+    const int blocks = (keys + bt - 1) / bt;
+    std::vector<int> where(size_t(blocks) * size_t(n_kv));  // block b of KV head h: pool block where[h * blocks + b]
+    for (int64_t c = 0; c < copies; c++) {
+        std::iota(where.begin(), where.end(), 0);
+        std::shuffle(where.begin(), where.end(), rng);
+        for (int h = 0; h < n_kv; h++) {
+            KvRuns& k = kr[size_t(c * n_kv + h)];
+            KvRuns& v = vr[size_t(c * n_kv + h)];
+            if (kivi) {
+                uint8_t* kb = kp.get() + (c * n_kv + h) * k_head;
+                uint8_t* meta = kb + ks * keys;
+                uint8_t* ring = meta + k_meta;
+                std::memcpy(kb, &krow[size_t(h * ks * keys)], size_t(ks * keys));
+                std::memcpy(meta, &kmeta[size_t(h * k_meta)], size_t(k_meta));
+                std::memcpy(ring, &kring[size_t(h * hs * (keys - coded))], size_t(hs * (keys - coded)));
+                k.add(KvRun{kb, meta, kc, ks, 0, coded});
+                if (coded < keys) k.add(KvRun{ring, nullptr, f16, hs, coded, keys});
+                uint8_t* vb = vp.get() + (c * n_kv + h) * v_head;
+                std::memcpy(vb, &vrow[size_t(h * vs * keys)], size_t(vs * keys));
+                v.add(KvRun{vb, nullptr, vc, vs, 0, keys});
+            } else {
+                for (int b = 0; b < blocks; b++) {
+                    const int64_t at = (c * n_kv * blocks + where[size_t(h * blocks + b)]) * bt;  // first row in the pool
+                    const int j0 = b * bt, j1 = std::min(keys, j0 + bt);
+                    std::memcpy(kp.get() + at * ks, &krow[size_t((h * keys + j0) * ks)], size_t((j1 - j0) * ks));
+                    std::memcpy(vp.get() + at * vs, &vrow[size_t((h * keys + j0) * vs)], size_t((j1 - j0) * vs));
+                    k.add(KvRun{kp.get() + at * ks, nullptr, kc, ks, j0, j1});
+                    v.add(KvRun{vp.get() + at * vs, nullptr, vc, vs, j0, j1});
+                }
+            }
+        }
+    }
+    std::vector<float> q(kHeadDim, 0.1f);
+    auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
+    const int nt = omp_get_max_threads();
+    const size_t row = (size_t(group) * size_t(keys) + 15) / 16 * 16;
+    auto scores = make_aligned<float>(size_t(nt) * row);
+    int64_t copy = 0;
+    const int64_t calls = bench::timed_loop(state, [&] {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int h = 0; h < kHeads; h += group) {
+            float* sc = scores.get() + size_t(omp_get_thread_num()) * row;
+            const float* qs[ops::kMaxHeadGroup];
+            const KvRuns *ks_[ops::kMaxHeadGroup], *vs_[ops::kMaxHeadGroup];
+            float* os[ops::kMaxHeadGroup];
+            for (int y = 0; y < group; y++) {
+                const int kvh = shared ? h / group : h + y;
+                qs[y] = q.data();
+                ks_[y] = &kr[size_t(copy * n_kv + kvh)];
+                vs_[y] = &vr[size_t(copy * n_kv + kvh)];
+                os[y] = out.get() + (h + y) * kHeadDim;
+            }
+            ops::attend_heads_runs(group, qs, ks_, vs_, kHeadDim, 0, keys, 0.125f, sc, os);
+        }
+        benchmark::DoNotOptimize(out.get());
+        copy = (copy + 1) % copies;
+    });
+    finish(state, calls, (k_head + v_head) * n_kv);
 }
 
 const int kRegistered = [] {
-    for (int keys : {912, 3648})
+    auto add = [](const std::string& name, auto fn, auto... args) {
+        auto* b = benchmark::RegisterBenchmark(name.c_str(), fn, args...)->Unit(benchmark::kMicrosecond)->MeasureProcessCPUTime();
+        if (bench::quiet_mode()) b->UseManualTime();
+        else b->UseRealTime();
+    };
+    for (int keys : {912, 3648}) {
+        const std::string k = "/keys:" + std::to_string(keys);
         for (const char* codec : {"fp32", "fp16", "int8", "int4", "int2"}) {
             for (int group : {1, 2})
-                benchmark::RegisterBenchmark(("attention_codec/" + std::string(codec) + "/keys:" + std::to_string(keys) +
-                                              "/heads:" + std::to_string(group))
-                                                 .c_str(),
-                                             bm_attention_codec, std::string(codec), keys, group, false)
-                    ->Unit(benchmark::kMicrosecond)
-                    ->MeasureProcessCPUTime()
-                    ->UseRealTime();
-            benchmark::RegisterBenchmark(("attention_codec/" + std::string(codec) + "/keys:" + std::to_string(keys) +
-                                          "/gqa:4").c_str(),
-                                         bm_attention_codec, std::string(codec), keys, 4, true)
-                ->Unit(benchmark::kMicrosecond)
-                ->MeasureProcessCPUTime()
-                ->UseRealTime();
+                add("attention_codec/" + std::string(codec) + k + "/heads:" + std::to_string(group), bm_attention_codec,
+                    std::string(codec), keys, group, false);
+            for (int group : {2, 3, 4})
+                add("attention_codec/" + std::string(codec) + k + "/gqa:" + std::to_string(group), bm_attention_codec,
+                    std::string(codec), keys, group, true);
         }
+        for (const char* codec : {"fp16", "int8", "int4", "int2"}) {
+            add("attention_runs/paged16/" + std::string(codec) + k + "/heads:2", bm_attention_runs, std::string(codec),
+                std::string("paged"), keys, 2, false);
+            for (int group : {3, 4})
+                add("attention_runs/paged16/" + std::string(codec) + k + "/gqa:" + std::to_string(group),
+                    bm_attention_runs, std::string(codec), std::string("paged"), keys, group, true);
+        }
+        for (const char* codec : {"int8", "int4", "int2"}) {
+            add("attention_runs/kivi/" + std::string(codec) + k + "/heads:2", bm_attention_runs, std::string(codec),
+                std::string("kivi"), keys, 2, false);
+            add("attention_runs/kivi/" + std::string(codec) + k + "/gqa:3", bm_attention_runs, std::string(codec),
+                std::string("kivi"), keys, 3, true);
+        }
+        for (DType dt : {DType::F32, DType::F16, DType::BF16})
+            for (int group : {2, 3, 4})
+                add("attention/" + std::string(dtype_name(dt)) + k + "/gqa:" + std::to_string(group), bm_attention, dt,
+                    keys, group, 1, true);
+    }
     for (int keys : {128, 912, 3648}) {
+        const std::string k = "/keys:" + std::to_string(keys);
         for (DType dt : {DType::F32, DType::F16, DType::BF16})
             for (int group : {1, 2, 3, 4, 6})
-                benchmark::RegisterBenchmark(("attention/" + std::string(dtype_name(dt)) + "/keys:" +
-                                              std::to_string(keys) + "/heads:" + std::to_string(group))
-                                                 .c_str(),
-                                             bm_attention, dt, keys, group, 1)
-                    ->Unit(benchmark::kMicrosecond)
-                    ->MeasureProcessCPUTime()
-                    ->UseRealTime();
+                add("attention/" + std::string(dtype_name(dt)) + k + "/heads:" + std::to_string(group), bm_attention, dt,
+                    keys, group, 1, false);
         for (DType dt : {DType::F32, DType::F16})
             for (int block : {16, 32})
-                benchmark::RegisterBenchmark(("attention_paged/" + std::string(dtype_name(dt)) + "/keys:" + std::to_string(keys) +
-                                              "/block:" + std::to_string(block))
-                                                 .c_str(),
-                                             bm_attention_paged, dt, keys, block)
-                    ->Unit(benchmark::kMicrosecond)
-                    ->MeasureProcessCPUTime()
-                    ->UseRealTime();
-        benchmark::RegisterBenchmark(("attention/layers/fp32/keys:" + std::to_string(keys)).c_str(), bm_attention,
-                                     DType::F32, keys, 2, 6)
-            ->Unit(benchmark::kMicrosecond)
-            ->MeasureProcessCPUTime()
-            ->UseRealTime();
-        benchmark::RegisterBenchmark(("attention/read_floor/fp32/keys:" + std::to_string(keys)).c_str(), bm_kv_read,
-                                     DType::F32, keys)
-            ->Unit(benchmark::kMicrosecond)
-            ->MeasureProcessCPUTime()
-            ->UseRealTime();
+                add("attention_paged/" + std::string(dtype_name(dt)) + k + "/block:" + std::to_string(block),
+                    bm_attention_paged, dt, keys, block);
+        add("attention/layers/fp32" + k, bm_attention, DType::F32, keys, 2, 6, false);
+        add("attention/read_floor/fp32" + k, bm_kv_read, DType::F32, keys);
     }
     return 0;
 }();

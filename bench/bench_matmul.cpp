@@ -6,21 +6,14 @@
 // Weights are cold, as in a real decode step (which streams every layer's weights once per
 // token): each benchmark cycles through enough copies of its weight to exceed the caches.
 //
-// On a shared machine (other builds and runs on our 2 cores), a run where another process
-// takes a core mid-kernel is meaningless: with a static split, the whole call waits for the
-// preempted thread. KVSCOPE_BENCH_QUIET=1 therefore makes each benchmark iteration a burst
-// of ~20 ms of calls, started only once the CPU has been idle for 200 ms and retried when
-// the process got less than 96% of threads x wall time during it (manual timing).
+// On a shared machine, KVSCOPE_BENCH_QUIET=1 times bursts of calls on an idle CPU only
+// (bench_quiet.h).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <chrono>
-#include <ctime>
-#include <fstream>
 #include <random>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -36,6 +29,7 @@
 #include "ops/gemv.h"
 #include "ops/matmul.h"
 #include "ops/pack.h"
+#include "bench_quiet.h"
 
 namespace kvscope {
 namespace {
@@ -101,68 +95,15 @@ struct ColdWeights {
     }
 };
 
+using bench::quiet_mode;
+using bench::timed_loop;
+
 std::vector<float> random_vec(int64_t n) {
     std::mt19937 rng(2);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     std::vector<float> v(static_cast<size_t>(n));
     for (float& f : v) f = dist(rng);
     return v;
-}
-
-bool quiet_mode() {
-    const char* env = std::getenv("KVSCOPE_BENCH_QUIET");
-    return env && env[0] == '1';
-}
-
-double seconds(clockid_t clock) {
-    timespec ts;
-    clock_gettime(clock, &ts);
-    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-// Fraction of all CPUs' time spent idle over the next `window` seconds (/proc/stat).
-double idle_fraction(double window) {
-    auto sample = [](double* total, double* idle) {
-        std::ifstream f("/proc/stat");
-        std::string cpu;
-        double v[8] = {};
-        f >> cpu;
-        for (double& x : v) f >> x;
-        *total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
-        *idle = v[3] + v[4];
-    };
-    double t0, i0, t1, i1;
-    sample(&t0, &i0);
-    std::this_thread::sleep_for(std::chrono::duration<double>(window));
-    sample(&t1, &i1);
-    return t1 > t0 ? (i1 - i0) / (t1 - t0) : 0.0;
-}
-
-// Runs call() once per iteration, or in quiet mode, bursts of calls on an idle machine.
-// Returns the number of calls per iteration.
-template <class F>
-int64_t timed_loop(benchmark::State& state, F&& call) {
-    if (!quiet_mode()) {
-        for (auto _ : state) call();
-        return 1;
-    }
-    const double t0 = seconds(CLOCK_MONOTONIC);
-    call();
-    const int64_t burst = std::max<int64_t>(1, int64_t(0.02 / std::max(1e-7, seconds(CLOCK_MONOTONIC) - t0)));
-    const double threads = omp_get_max_threads();
-    for (auto _ : state) {
-        for (;;) {
-            while (idle_fraction(0.2) < 0.92) {}
-            const double w0 = seconds(CLOCK_MONOTONIC), c0 = seconds(CLOCK_PROCESS_CPUTIME_ID);
-            for (int64_t i = 0; i < burst; i++) call();
-            const double w1 = seconds(CLOCK_MONOTONIC), c1 = seconds(CLOCK_PROCESS_CPUTIME_ID);
-            if (c1 - c0 >= 0.96 * threads * (w1 - w0)) {
-                state.SetIterationTime(w1 - w0);
-                break;
-            }
-        }
-    }
-    return burst;
 }
 
 void set_counters(benchmark::State& state, const WeightView& w, int64_t m, int64_t calls) {

@@ -26,6 +26,13 @@ inline Tolerance matmul_tolerance(DType weight_dtype) {
     }
 }
 
+// Attention over quantized (or fp16) KV rows against ops::ref, which decodes every row with
+// kv_decode_row and attends in double: the kernels rebuild each value in fp32 (one fused
+// multiply-add of code, scale and minimum, where the reference rounds twice) and sum scores
+// and values in fp32 in their own order, ~1e-6 relative over hundreds of keys; outputs are
+// O(1), so both bounds are loose by two orders of magnitude yet far below one quantization step.
+inline constexpr Tolerance kCodecAttentionTolerance{2e-4, 2e-4};
+
 // Bulk conversions must match the scalar conversions bit for bit (NaN included).
 inline constexpr Tolerance kConvertTolerance{0.0, 0.0};
 
