@@ -110,18 +110,20 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group, int re
     finish(state, calls, 2 * kv.per_head * heads_read * int64_t(kv.elem));
 }
 
-// The paged layout: each head's keys in blocks of `block` rows scattered over a pool laid out as
-// the engine's ([layer][block][kv_head][block rows][head_dim]), read through per-head runs as
-// attend_cached reads them (ops::attend_heads_float_runs, heads two by two). Compare with
+// The paged layout: each head's keys in blocks of `block` rows in a pool laid out as the
+// engine's ([layer][kv_head][block][block rows][head_dim]), read through block tables as
+// attend_cached reads them (KvCache::block_rows, then ops::attend_heads_blocks, heads two by
+// two). `fresh`: each layer's blocks in order, as a fresh pool hands them to one sequence;
+// `shuffled`: in a random order, as a pool shared by many sequences does. Compare with
 // attention/<dtype>/keys:K/heads:2 in the same run, alternated:
 //   kvscope_microbench --benchmark_filter='attention(_paged)?/fp16/keys:912/(heads:2|block)'
 //       --benchmark_repetitions=10 --benchmark_enable_random_interleaving=true
-void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block) {
+void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block, bool shuffled) {
     constexpr int kLayers = 6, kLayerHeads = kHeads / kLayers;
     const size_t elem = size_t(dtype_size(dt)), row = size_t(kHeadDim) * elem;
     const int blocks = (keys + block - 1) / block;  // per layer and sequence
-    const size_t block_bytes = size_t(kLayerHeads) * size_t(block) * row;
-    const size_t per_copy = size_t(kLayers) * size_t(blocks) * block_bytes;
+    const size_t block_bytes = size_t(block) * row;  // one head's
+    const size_t per_copy = size_t(kLayers) * size_t(kLayerHeads) * size_t(blocks) * block_bytes;
     const int64_t copies = std::max<int64_t>(2, (int64_t(1024) << 20) / int64_t(2 * per_copy));
     auto k = make_aligned<uint8_t>(per_copy * size_t(copies)), v = make_aligned<uint8_t>(per_copy * size_t(copies));
     const uint16_t one = dt == DType::F16 ? 0x3c00 : 0x3f80;
@@ -135,26 +137,20 @@ void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block) 
             std::memcpy(&v[i], &one, 2);
         }
     }
-    // Each copy's layers take their blocks in a shuffled order, as a pool shared by many
-    // sequences hands them out.
     std::vector<std::vector<int>> table(size_t(copies * kLayers));
     std::mt19937 rng(3);
     for (auto& t : table) {
         t.resize(size_t(blocks));
         std::iota(t.begin(), t.end(), 0);
-        std::shuffle(t.begin(), t.end(), rng);
+        if (shuffled) std::shuffle(t.begin(), t.end(), rng);
     }
-    KvCodec codec;
-    codec.dtype = dt;
-    auto runs = [&](const AlignedArray<uint8_t>& a, int64_t copy, int h, KvRuns* out) {
+    // What KvCache::block_rows computes: each block's first row.
+    auto block_rows = [&](const AlignedArray<uint8_t>& a, int64_t copy, int h, std::vector<const uint8_t*>* out) {
         const int il = h / kLayerHeads, kh = h % kLayerHeads;
         const std::vector<int>& t = table[size_t(copy * kLayers + il)];
-        out->clear();
-        for (int b = 0; b < blocks; b++) {
-            const uint8_t* p = a.get() + size_t(copy) * per_copy + (size_t(il) * size_t(blocks) + size_t(t[size_t(b)])) * block_bytes +
-                               size_t(kh) * size_t(block) * row;
-            out->add(KvRun{p, nullptr, codec, int64_t(row), b * block, std::min(keys, (b + 1) * block)});
-        }
+        const uint8_t* base = a.get() + size_t(copy) * per_copy + (size_t(il) * kLayerHeads + size_t(kh)) * size_t(blocks) * block_bytes;
+        out->resize(size_t(blocks));
+        for (int b = 0; b < blocks; b++) (*out)[size_t(b)] = base + size_t(t[size_t(b)]) * block_bytes;
     };
     std::vector<float> q(kHeadDim, 0.1f);
     auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
@@ -165,18 +161,19 @@ void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block) 
     const int64_t calls = bench::timed_loop(state, [&] {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int h = 0; h < kHeads; h += 2) {
-            thread_local KvRuns kr[2], vr[2];
+            thread_local std::vector<const uint8_t*> kb[2], vb[2];
             float* sc = scores.get() + size_t(omp_get_thread_num()) * srow;
             const float* qs[2] = {q.data(), q.data()};
-            const KvRuns* krp[2] = {&kr[0], &kr[1]};
-            const KvRuns* vrp[2] = {&vr[0], &vr[1]};
+            const uint8_t* const* kbp[2];
+            const uint8_t* const* vbp[2];
             float* os[2];
             for (int x = 0; x < 2; x++) {
-                runs(k, copy, h + x, &kr[x]);
-                runs(v, copy, h + x, &vr[x]);
+                block_rows(k, copy, h + x, &kb[x]);
+                block_rows(v, copy, h + x, &vb[x]);
+                kbp[x] = kb[x].data(), vbp[x] = vb[x].data();
                 os[x] = out.get() + (h + x) * kHeadDim;
             }
-            ops::attend_heads_float_runs(2, qs, krp, vrp, dt, kHeadDim, 0, keys, 0.125f, sc, os);
+            ops::attend_heads_blocks(2, qs, kbp, vbp, block, dt, kHeadDim, 0, keys, 0.125f, sc, os);
         }
         benchmark::DoNotOptimize(out.get());
         copy = (copy + 1) % copies;
@@ -390,8 +387,10 @@ const int kRegistered = [] {
                     keys, group, 1, false);
         for (DType dt : {DType::F32, DType::F16})
             for (int block : {16, 32})
-                add("attention_paged/" + std::string(dtype_name(dt)) + k + "/block:" + std::to_string(block),
-                    bm_attention_paged, dt, keys, block);
+                for (bool shuffled : {false, true})
+                    add("attention_paged/" + std::string(dtype_name(dt)) + k + "/block:" + std::to_string(block) +
+                            (shuffled ? "/shuffled" : "/fresh"),
+                        bm_attention_paged, dt, keys, block, shuffled);
         add("attention/layers/fp32" + k, bm_attention, DType::F32, keys, 2, 6, false);
         add("attention/read_floor/fp32" + k, bm_kv_read, DType::F32, keys);
     }

@@ -118,7 +118,7 @@ TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
             }
 }
 
-// A paged cache's runs: blocks scattered over a pool, read block by block, give the reference's
+// A paged cache's blocks scattered over a pool, read through block tables, give the reference's
 // attention for every float type, block size, head count and head size.
 TEST(Ops, AttentionOverScatteredBlocksMatchesReference) {
     std::mt19937 rng(9);
@@ -145,7 +145,6 @@ TEST(Ops, AttentionOverScatteredBlocksMatchesReference) {
                         };
                         std::vector<float> q(size_t(n) * size_t(hd)), out(q.size()), ref(q.size());
                         for (auto& v : q) v = 4 * nd(rng);
-                        std::vector<KvRuns> kr(static_cast<size_t>(n)), vr(static_cast<size_t>(n));
                         for (int x = 0; x < n; x++)
                             for (int j = 0; j < hi; j++) {
                                 const size_t blk = size_t(where[size_t(x * n_blk + j / bt)]);
@@ -158,30 +157,27 @@ TEST(Ops, AttentionOverScatteredBlocksMatchesReference) {
                                     put(&V[(size_t(x) * size_t(hi) + size_t(j)) * row + size_t(i) * esz], v);
                                 }
                             }
-                        KvCodec c;
-                        c.dtype = dt;
+                        std::vector<std::vector<const uint8_t*>> kb(static_cast<size_t>(n)), vb(static_cast<size_t>(n));
                         for (int x = 0; x < n; x++)
-                            for (int j0 = lo; j0 < hi;) {
-                                const int j1 = std::min(hi, (j0 / bt + 1) * bt);
-                                const size_t blk = size_t(where[size_t(x * n_blk + j0 / bt)]);
-                                const size_t at = (blk * size_t(bt) + size_t(j0 % bt)) * row;
-                                kr[size_t(x)].add(KvRun{&Kp[at], nullptr, c, int64_t(row), j0, j1});
-                                vr[size_t(x)].add(KvRun{&Vp[at], nullptr, c, int64_t(row), j0, j1});
-                                j0 = j1;
+                            for (int b = 0; b < n_blk; b++) {
+                                const size_t at = size_t(where[size_t(x * n_blk + b)]) * size_t(bt) * row;
+                                kb[size_t(x)].push_back(&Kp[at]);
+                                vb[size_t(x)].push_back(&Vp[at]);
                             }
                         const float* qs[8];
                         float* os[8];
-                        const KvRuns *krp[8], *vrp[8];
+                        const uint8_t* const* kbp[8];
+                        const uint8_t* const* vbp[8];
                         for (int x = 0; x < n; x++) {
                             qs[x] = q.data() + x * hd;
                             os[x] = out.data() + x * hd;
-                            krp[x] = &kr[size_t(x)];
-                            vrp[x] = &vr[size_t(x)];
+                            kbp[x] = kb[size_t(x)].data();
+                            vbp[x] = vb[size_t(x)].data();
                             ops::ref::attend_head(qs[x], &K[size_t(x) * size_t(hi) * row], &V[size_t(x) * size_t(hi) * row], dt,
                                                   hd, lo, hi, 0.125f, ref.data() + x * hd);
                         }
                         std::vector<float> scores(size_t(n) * size_t(hi));
-                        ops::attend_heads_float_runs(n, qs, krp, vrp, dt, hd, lo, hi, 0.125f, scores.data(), os);
+                        ops::attend_heads_blocks(n, qs, kbp, vbp, bt, dt, hd, lo, hi, 0.125f, scores.data(), os);
                         for (size_t i = 0; i < q.size(); i++)
                             ASSERT_NEAR(out[i], ref[i], 1e-5f + 1e-5f * std::abs(ref[i]))
                                 << dtype_name(dt) << " hd " << hd << " block " << bt << " [" << lo << "," << hi << ") heads "

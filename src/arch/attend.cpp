@@ -35,8 +35,10 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
     const KvFormat& fmt = cache.format();
     // K and V in one float type: the float kernels; anything else: the codec kernels.
     const bool float_dt = fmt.is_float(fmt.k.dtype);
-    // A window, sinks, per-channel keys or a paged layout: each head's slots as runs.
-    const bool windowed = cache.windowed() || cache.paged();
+    // A paged layout in a float type: each head's blocks (the float kernels over block tables).
+    const bool blocks = cache.paged() && float_dt && !cache.windowed();
+    // A window, sinks, per-channel keys or a paged quantized layout: each head's slots as runs.
+    const bool windowed = !blocks && (cache.windowed() || cache.paged());
     // Eviction statistics: each token's rank from its sequence's last token in this ubatch (in
     // the calling thread's buffers, read by the team through `rank`).
     KvEvictor* ev = cache.evictor() && cache.evictor()->needs_stats() ? cache.evictor() : nullptr;
@@ -66,11 +68,22 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
                 const void *k[ops::kMaxHeadGroup], *v[ops::kMaxHeadGroup];
                 float* out[ops::kMaxHeadGroup];
                 thread_local KvRuns kr[ops::kMaxHeadGroup], vr[ops::kMaxHeadGroup];
+                thread_local std::vector<const uint8_t*> kb[ops::kMaxHeadGroup], vb[ops::kMaxHeadGroup];
+                const uint8_t* const* kbp[ops::kMaxHeadGroup];
+                const uint8_t* const* vbp[ops::kMaxHeadGroup];
                 const KvRuns *krp[ops::kMaxHeadGroup], *vrp[ops::kMaxHeadGroup];
                 for (int x = 0; x < n; x++) {
                     const int h = c + x, kvh = h / plan.group;
                     q[x] = qs + int64_t(t) * q_stride + int64_t(h) * hd;
-                    if (!windowed) {
+                    if (blocks) {
+                        if (x == 0 || kvh != (h - 1) / plan.group) {
+                            cache.block_rows(0, kl, s, kvh, slot + 1, &kb[x]);
+                            cache.block_rows(1, kl, s, kvh, slot + 1, &vb[x]);
+                            kbp[x] = kb[x].data(), vbp[x] = vb[x].data();
+                        } else {
+                            kbp[x] = kbp[x - 1], vbp[x] = vbp[x - 1];
+                        }
+                    } else if (!windowed) {
                         k[x] = cache.k(kl, s, kvh);
                         v[x] = cache.v(kl, s, kvh);
                     }
@@ -85,8 +98,9 @@ void attend_cached(const AttnPlan& plan, const Ubatch& ub, const KvCache& cache,
                         }
                     }
                 }
-                if (windowed && float_dt && !cache.windowed())  // paged float rows: the float kernels, block by block
-                    ops::attend_heads_float_runs(n, q, krp, vrp, fmt.k.dtype, hd, lo, slot + 1, scale, scores, out);
+                if (blocks)
+                    ops::attend_heads_blocks(n, q, kbp, vbp, cache.shape().block_tokens, fmt.k.dtype, hd, lo, slot + 1, scale,
+                                             scores, out);
                 else if (windowed) ops::attend_heads_runs(n, q, krp, vrp, hd, lo, slot + 1, scale, scores, out);
                 else if (float_dt) ops::attend_heads(n, q, k, v, fmt.k.dtype, hd, lo, slot + 1, scale, scores, out);
                 else ops::attend_heads_codec(n, q, k, v, fmt.k, fmt.v, hd, lo, slot + 1, scale, scores, out);

@@ -175,4 +175,13 @@ void KvCache::runs(int side, int il, int seq, int h, int pad, int lo, int hi, Kv
     add_ring(std::max(base, qend), L);
 }
 
+void KvCache::block_rows(int side, int il, int seq, int h, int hi, std::vector<const uint8_t*>* out) const {
+    const int bt = s_.block_tokens, nb = (hi + bt - 1) / bt;
+    const std::vector<int>& table = tables_->table(seq);
+    out->resize(size_t(nb));
+    const uint8_t* base = base_[side] + block_row(il, 0, h) * stride_[side];
+    const int64_t block_bytes = int64_t(bt) * stride_[side];
+    for (int b = 0; b < nb; b++) (*out)[size_t(b)] = base + table[size_t(b)] * block_bytes;
+}
+
 }  // namespace kvscope

@@ -19,10 +19,13 @@
 // off agree. The ring must hold every row the newest chunk reads: a forward writes at most
 // max_chunk rows per sequence.
 //
-// Paged layout (KvShape::paged): [n_layer][n_blocks][n_kv_head][block_tokens][row] for K, the
+// Paged layout (KvShape::paged): [n_layer][n_kv_head][n_blocks][block_tokens][row] for K, the
 // same for V. Slot s of a sequence is row s % block_tokens of block table[s / block_tokens]
 // (kv_blocks.h, attached with set_tables), so a head's history is one contiguous run per
-// block, and attention reads it block by block through runs(), with no copy.
+// block, and attention reads it block by block through block_rows() (or runs()), with no
+// copy. A head's blocks are neighbours in the pool, so a sequence given blocks in order (a
+// fresh pool hands them out in order) reads each head as one stream, as the contiguous layout
+// does.
 #pragma once
 
 #include <cstdint>
@@ -68,6 +71,8 @@ public:
     // The K (side 0) or V (side 1) rows of head h that a token reads over slots [lo, hi), its
     // own slot being hi - 1 (hi - 1 < pad: a padding token reading itself, lo = hi - 1).
     void runs(int side, int il, int seq, int h, int pad, int lo, int hi, KvRuns* out) const;
+    // A paged cache: the first row of each block holding slots [0, hi) of a head, in slot order.
+    void block_rows(int side, int il, int seq, int h, int hi, std::vector<const uint8_t*>* out) const;
 
     const KvShape& shape() const { return s_; }
     const KvFormat& format() const { return s_.format; }
@@ -85,7 +90,7 @@ private:
     // Index of the row that holds slot `slot` of (il, seq, h), in either layout.
     int64_t slot_row(int il, int seq, int h, int slot) const;
     int64_t block_row(int il, int blk, int h) const {
-        return ((int64_t(il) * s_.n_blocks + blk) * s_.n_kv_head + h) * s_.block_tokens;
+        return ((int64_t(il) * s_.n_kv_head + h) * s_.n_blocks + blk) * s_.block_tokens;
     }
     int64_t head(int il, int seq, int h) const { return (int64_t(il) * s_.n_seq + seq) * s_.n_kv_head + h; }
     const KvCodec& codec(int side) const { return side == 0 ? s_.format.k : s_.format.v; }

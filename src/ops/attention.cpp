@@ -1,5 +1,6 @@
 #include "ops/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -171,12 +172,42 @@ void attend(const float* const* q_, const void* const* K_, const void* const* V_
         for (int i = 0; i < hd; i++) out[x][i] *= inv[x];
 }
 
-// The same over runs of slots (a paged cache's blocks), the run boundaries equal for the N
-// heads. Within a run the loops are attend's; the rows of the next run, elsewhere in memory,
-// are prefetched whole when a run starts, instead of the bytes after the current one.
+// A prefetch cursor over a head's blocks: the row kPrefetchBytes ahead of the rows being read,
+// in slot order, so blocks that lie anywhere in the pool (where no hardware prefetcher
+// follows) are requested at the contiguous kernel's distance, across block boundaries.
+class BlockCursor {
+  public:
+    BlockCursor() = default;
+    BlockCursor(const uint8_t* const* blocks, int bt, int64_t row, int from, int hi) : blocks_(blocks), bt_(bt), row_(row) {
+        const int j = std::min(hi, from + int(std::max<int64_t>(1, kPrefetchBytes / row)));
+        b_ = j / bt, r_ = j - b_ * bt;
+        left_ = hi - j;
+    }
+    // Requests the next n rows.
+    void request(int n) {
+        n = std::min(n, left_);
+        left_ -= n;
+        while (n > 0) {
+            const int take = std::min(n, bt_ - r_);
+            prefetch_lines(blocks_[b_], r_ * row_, (take * row_ + 63) / 64 * 64);
+            n -= take;
+            if ((r_ += take) == bt_) b_++, r_ = 0;
+        }
+    }
+
+  private:
+    const uint8_t* const* blocks_ = nullptr;
+    int bt_ = 1;
+    int64_t row_ = 0;
+    int b_ = 0, r_ = 0, left_ = 0;  // the next row to request: row r_ of block b_; rows left
+};
+
+// attend over a paged cache's blocks: head x's slot j is row j % bt of block kb[x][j / bt]
+// (N heads of one sequence, so one block size and block count). The loops are attend's, block
+// by block; the prefetches follow the blocks (BlockCursor).
 template <DType T, int N, int HD>
-void attend_runs(const float* const* q_, const KvRuns* const* kr, const KvRuns* const* vr, int hd_, int lo, int hi,
-                 float scale, float* scores, float* const* out) {
+void attend_blocks(const float* const* q_, const uint8_t* const* const* kb, const uint8_t* const* const* vb, int bt,
+                   int hd_, int lo, int hi, float scale, float* scores, float* const* out) {
     const int hd = HD ? HD : hd_;
     const float* q[N];
     float* s[N];
@@ -185,39 +216,34 @@ void attend_runs(const float* const* q_, const KvRuns* const* kr, const KvRuns* 
         s[x] = scores + int64_t(x) * hi;
     }
     const int64_t row = int64_t(hd) * int64_t(dtype_size(T));
-    const int nr = kr[0]->n;
-    for (int r = 0; r < nr; r++) {
-        const int j0 = kr[0]->r[size_t(r)].j0, len = kr[0]->r[size_t(r)].j1 - j0;
-        if (r + 1 < nr)
+    BlockCursor pf[N];
+    for (int x = 0; x < N; x++) pf[x] = BlockCursor(kb[x], bt, row, lo, hi);
+    for (int b = lo / bt; b * bt < hi; b++) {
+        const int base = b * bt, e = std::min(hi, base + bt) - base;
+        int j = std::max(lo, base) - base;
+        for (; j + 4 <= e; j += 4)
             for (int x = 0; x < N; x++) {
-                const KvRun& nx = kr[x]->r[size_t(r + 1)];
-                prefetch_lines(nx.rows, 0, (int64_t(nx.j1 - nx.j0) * row + 63) / 64 * 64);
+                pf[x].request(4);
+                scores4<T, HD>(q[x], kb[x][b], hd, j, scale, s[x] + base);
             }
-        const void* K[N];
-        for (int x = 0; x < N; x++) K[x] = kr[x]->r[size_t(r)].rows;
-        int j = 0;
-        for (; j + 4 <= len; j += 4)
-            for (int x = 0; x < N; x++) scores4<T, HD>(q[x], K[x], hd, j, scale, s[x] + j0);
-        for (; j < len; j++)
-            for (int x = 0; x < N; x++) s[x][j0 + j] = score1<T, HD>(q[x], K[x], hd, j, scale);
+        for (; j < e; j++)
+            for (int x = 0; x < N; x++) s[x][base + j] = score1<T, HD>(q[x], kb[x][b], hd, j, scale);
     }
     float inv[N];
     for (int x = 0; x < N; x++) {
         inv[x] = exp_shifted(s[x], lo, hi);
         for (int i = 0; i < hd; i++) out[x][i] = 0.0f;
+        pf[x] = BlockCursor(vb[x], bt, row, lo, hi);
     }
-    for (int r = 0; r < nr; r++) {
-        const int j0 = vr[0]->r[size_t(r)].j0, len = vr[0]->r[size_t(r)].j1 - j0;
-        if (r + 1 < nr)
+    for (int b = lo / bt; b * bt < hi; b++) {
+        const int base = b * bt, e = std::min(hi, base + bt) - base;
+        const int chunk = N == 1 ? e : kValueChunk;
+        for (int c = std::max(lo, base) - base; c < e; c += chunk) {
+            const int ce = e - c < chunk ? e : c + chunk;
             for (int x = 0; x < N; x++) {
-                const KvRun& nx = vr[x]->r[size_t(r + 1)];
-                prefetch_lines(nx.rows, 0, (int64_t(nx.j1 - nx.j0) * row + 63) / 64 * 64);
+                pf[x].request(ce - c);
+                accumulate_values<T, HD>(s[x] + base, vb[x][b], hd, c, ce, out[x], 0);
             }
-        const int chunk = N == 1 ? len : kValueChunk;
-        for (int c = 0; c < len; c += chunk) {
-            const int e = len - c < chunk ? len : c + chunk;
-            for (int x = 0; x < N; x++)
-                accumulate_values<T, HD>(s[x] + j0, vr[x]->r[size_t(r)].rows, hd, c, e, out[x], int64_t(len) * row);
         }
     }
     for (int x = 0; x < N; x++)
@@ -225,21 +251,21 @@ void attend_runs(const float* const* q_, const KvRuns* const* kr, const KvRuns* 
 }
 
 template <int N, int HD>
-void attend_runs_typed(const float* const* q, const KvRuns* const* kr, const KvRuns* const* vr, DType dt, int hd, int lo,
-                       int hi, float scale, float* scores, float* const* out) {
+void attend_blocks_typed(const float* const* q, const uint8_t* const* const* kb, const uint8_t* const* const* vb, int bt,
+                         DType dt, int hd, int lo, int hi, float scale, float* scores, float* const* out) {
     switch (dt) {
-        case DType::F32: attend_runs<DType::F32, N, HD>(q, kr, vr, hd, lo, hi, scale, scores, out); break;
-        case DType::F16: attend_runs<DType::F16, N, HD>(q, kr, vr, hd, lo, hi, scale, scores, out); break;
-        case DType::BF16: attend_runs<DType::BF16, N, HD>(q, kr, vr, hd, lo, hi, scale, scores, out); break;
+        case DType::F32: attend_blocks<DType::F32, N, HD>(q, kb, vb, bt, hd, lo, hi, scale, scores, out); break;
+        case DType::F16: attend_blocks<DType::F16, N, HD>(q, kb, vb, bt, hd, lo, hi, scale, scores, out); break;
+        case DType::BF16: attend_blocks<DType::BF16, N, HD>(q, kb, vb, bt, hd, lo, hi, scale, scores, out); break;
         default: break;
     }
 }
 
 template <int N>
-void attend_runs_dispatch(const float* const* q, const KvRuns* const* kr, const KvRuns* const* vr, DType dt, int hd,
-                          int lo, int hi, float scale, float* scores, float* const* out) {
-    if (hd == 64) attend_runs_typed<N, 64>(q, kr, vr, dt, hd, lo, hi, scale, scores, out);
-    else attend_runs_typed<N, 0>(q, kr, vr, dt, hd, lo, hi, scale, scores, out);
+void attend_blocks_dispatch(const float* const* q, const uint8_t* const* const* kb, const uint8_t* const* const* vb,
+                            int bt, DType dt, int hd, int lo, int hi, float scale, float* scores, float* const* out) {
+    if (hd == 64) attend_blocks_typed<N, 64>(q, kb, vb, bt, dt, hd, lo, hi, scale, scores, out);
+    else attend_blocks_typed<N, 0>(q, kb, vb, bt, dt, hd, lo, hi, scale, scores, out);
 }
 
 template <int N, int HD>
@@ -285,21 +311,20 @@ void attend_heads(int n, const float* const* q, const void* const* K, const void
     }
 }
 
-void attend_heads_float_runs(int n, const float* const* q, const KvRuns* const* kruns, const KvRuns* const* vruns,
-                             DType dt, int head_dim, int lo, int hi, float scale, float* scores, float* const* out) {
-    for (int x = 1; x < n; x++)
-        if (kruns[x]->n != kruns[0]->n || vruns[x]->n != kruns[0]->n)
-            fail("internal: attend_heads_float_runs: heads with different runs");
+void attend_heads_blocks(int n, const float* const* q, const uint8_t* const* const* kblocks,
+                         const uint8_t* const* const* vblocks, int block_tokens, DType dt, int head_dim, int lo, int hi,
+                         float scale, float* scores, float* const* out) {
+    if (block_tokens < 1) fail("internal: attend_heads_blocks: {} tokens per block", block_tokens);
     switch (n) {
-        case 1: attend_runs_dispatch<1>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
-        case 2: attend_runs_dispatch<2>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
-        case 3: attend_runs_dispatch<3>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
-        case 4: attend_runs_dispatch<4>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
-        case 5: attend_runs_dispatch<5>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
-        case 6: attend_runs_dispatch<6>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
-        case 7: attend_runs_dispatch<7>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
-        case 8: attend_runs_dispatch<8>(q, kruns, vruns, dt, head_dim, lo, hi, scale, scores, out); break;
-        default: fail("attend_heads_float_runs: {} heads in a group; expected 1 to {}", n, kMaxHeadGroup);
+        case 1: attend_blocks_dispatch<1>(q, kblocks, vblocks, block_tokens, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 2: attend_blocks_dispatch<2>(q, kblocks, vblocks, block_tokens, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 3: attend_blocks_dispatch<3>(q, kblocks, vblocks, block_tokens, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 4: attend_blocks_dispatch<4>(q, kblocks, vblocks, block_tokens, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 5: attend_blocks_dispatch<5>(q, kblocks, vblocks, block_tokens, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 6: attend_blocks_dispatch<6>(q, kblocks, vblocks, block_tokens, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 7: attend_blocks_dispatch<7>(q, kblocks, vblocks, block_tokens, dt, head_dim, lo, hi, scale, scores, out); break;
+        case 8: attend_blocks_dispatch<8>(q, kblocks, vblocks, block_tokens, dt, head_dim, lo, hi, scale, scores, out); break;
+        default: fail("attend_heads_blocks: {} heads in a group; expected 1 to {}", n, kMaxHeadGroup);
     }
 }
 

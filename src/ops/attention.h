@@ -33,11 +33,12 @@ void attend_heads_codec(int n, const float* const* q, const void* const* K, cons
 void attend_heads_runs(int n, const float* const* q, const KvRuns* const* kruns, const KvRuns* const* vruns,
                        int head_dim, int lo, int hi, float scale, float* scores, float* const* out);
 
-// attend_heads over each head's slots as runs (a paged cache's blocks), K and V in the float
-// type dt: the run boundaries must be the same for the n heads (heads of one sequence), and the
-// runs must cover [lo, hi) in order. Rows of a run are head_dim values apart.
-void attend_heads_float_runs(int n, const float* const* q, const KvRuns* const* kruns, const KvRuns* const* vruns,
-                             DType dt, int head_dim, int lo, int hi, float scale, float* scores, float* const* out);
+// attend_heads over a paged cache's blocks, K and V in the float type dt: head x's slot j is
+// row j % block_tokens of the block at kblocks[x][j / block_tokens] (vblocks for V), rows
+// head_dim values apart; the tables cover slots [0, hi).
+void attend_heads_blocks(int n, const float* const* q, const uint8_t* const* const* kblocks,
+                         const uint8_t* const* const* vblocks, int block_tokens, DType dt, int head_dim, int lo, int hi,
+                         float scale, float* scores, float* const* out);
 
 // s[lo, hi) <- exp(s - max s); returns 1 / their sum.
 float softmax_inplace(float* s, int lo, int hi);
