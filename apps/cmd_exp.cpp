@@ -76,7 +76,7 @@ void add_exp_options(CLI::App* cmd, ExpOpts& o) {
     cmd->add_option("--trace", o.trace,
                     "serving: a trace CSV (arrival_s, prompt_len, output_len[, shared_prefix_len]) instead of a "
                     "generated one");
-    cmd->add_option("--requests", o.requests, "serving: requests in the generated trace (0 = 24, --quick 8)")
+    cmd->add_option("--requests", o.requests, "serving: requests in the generated trace (0 = 48, --quick 8)")
         ->capture_default_str();
     cmd->add_option("--prompt-lens", o.prompt_lens,
                     "serving: prompt tokens after the system prompt, N or LO-HI (default context/32 to context/8)");
@@ -84,7 +84,7 @@ void add_exp_options(CLI::App* cmd, ExpOpts& o) {
     cmd->add_option("--system-prompt", o.system_prompt,
                     "serving: tokens of a system prompt every generated request starts with (-1 = context/8)")
         ->capture_default_str();
-    cmd->add_option("--kv-tokens", o.kv_tokens, "serving: the KV budget in token slots (0 = 4 x --max-len)")
+    cmd->add_option("--kv-tokens", o.kv_tokens, "serving: the KV budget in token slots (0 = 2 x --max-len)")
         ->capture_default_str();
     cmd->add_option("--kv-block", o.kv_block, "serving: tokens per KV block of the paged policies")->capture_default_str();
     cmd->add_option("--max-len", o.max_len,

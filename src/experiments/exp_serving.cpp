@@ -51,7 +51,7 @@ void run_serving(Context& ctx, const Grid& grid) {
     SchedulerConfig sc;
     sc.max_len = g.max_len > 0 ? g.max_len : n_ctx;
     sc.block_tokens = g.kv_block;
-    sc.kv_tokens = g.kv_tokens > 0 ? g.kv_tokens : 4 * sc.max_len;
+    sc.kv_tokens = g.kv_tokens > 0 ? g.kv_tokens : 2 * sc.max_len;
     sc.step_tokens = g.step_tokens > 0 ? g.step_tokens : 256;
     sc.max_seqs = g.max_seqs > 0 ? g.max_seqs : 64;
     if (sc.max_len > n_ctx) fail("--max-len {}: exceeds the model's context window of {} positions", sc.max_len, n_ctx);
@@ -64,7 +64,7 @@ void run_serving(Context& ctx, const Grid& grid) {
         for (const TraceRow& r : rows) system_prompt = std::max(system_prompt, r.shared_prefix_len);
     } else {
         TraceGen tg;
-        tg.n_requests = g.requests > 0 ? g.requests : (ctx.quick ? 8 : 24);
+        tg.n_requests = g.requests > 0 ? g.requests : (ctx.quick ? 8 : 48);
         tg.prompt = g.prompt_lens.empty() ? LenRange{std::max(1, n_ctx / 32), std::max(1, n_ctx / 8)}
                                           : parse_len_range(g.prompt_lens, "--prompt-lens");
         tg.output = g.output_lens.empty() ? LenRange{std::max(1, n_ctx / 64), std::max(1, n_ctx / 16)}
@@ -140,7 +140,7 @@ void run_serving(Context& ctx, const Grid& grid) {
                      serve_policy_name(policies[probe]));
         const ServeResult r = servers[probe].run(trace_at(0));
         capacity = r.makespan_s > 0 ? double(base.size()) / r.makespan_s : 1;
-        for (double f : ctx.quick ? std::vector<double>{0.5, 1.0} : std::vector<double>{0.25, 0.5, 1.0, 1.5})
+        for (double f : ctx.quick ? std::vector<double>{0.5, 1.0} : std::vector<double>{0.25, 0.5, 0.75, 1.0})
             rates.push_back(capacity * f);
     }
 
