@@ -118,23 +118,34 @@ TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
             }
 }
 
-// A paged cache's blocks scattered over a pool, read through block tables, give the reference's
-// attention for every float type, block size, head count and head size.
+// A paged cache's blocks read through block tables give the reference's attention for every
+// float type, block size, head count and head size, whether each head's blocks lie in order
+// (one span), in runs of 5 (spans, the prefetches crossing from one to the next) or scattered.
 TEST(Ops, AttentionOverScatteredBlocksMatchesReference) {
     std::mt19937 rng(9);
     std::normal_distribution<float> nd;
     for (DType dt : {DType::F32, DType::F16, DType::BF16})
         for (int hd : {40, 64})
             for (int bt : {1, 3, 16})
-                for (auto [lo, hi] : {std::pair{0, 1}, std::pair{0, 37}, std::pair{5, 100}, std::pair{16, 64}})
-                    for (int n : {1, 2, 3, 8}) {
+                for (auto [lo, hi] : {std::pair{0, 1}, std::pair{0, 37}, std::pair{5, 100}, std::pair{16, 64}, std::pair{0, 300}})
+                    for (int n : {1, 2, 3, 8})
+                    for (int runs : {0, 5, 1}) {
                         const size_t esz = dtype_size(dt), row = size_t(hd) * esz;
                         const int n_blk = (hi + bt - 1) / bt;
-                        // Pool: n heads x n_blk blocks of bt rows, in a shuffled order.
+                        // Pool: n heads x n_blk blocks of bt rows; runs of `runs` blocks in a
+                        // shuffled order (0: every head's blocks in order).
                         std::vector<int> where(size_t(n) * size_t(n_blk));
                         std::iota(where.begin(), where.end(), 0);
-                        std::shuffle(where.begin(), where.end(), rng);
-                        std::vector<uint8_t> Kp(where.size() * size_t(bt) * row), Vp(Kp.size());
+                        if (runs > 0) {
+                            std::vector<int> order((where.size() + size_t(runs) - 1) / size_t(runs));
+                            std::iota(order.begin(), order.end(), 0);
+                            std::shuffle(order.begin(), order.end(), rng);
+                            // Run r of the table goes to pool run order[r]; the pool is padded to whole runs.
+                            for (size_t i = 0; i < where.size(); i++)
+                                where[i] = order[i / size_t(runs)] * runs + int(i % size_t(runs));
+                        }
+                        const size_t pool_blocks = (where.size() + 4) / 5 * 5;
+                        std::vector<uint8_t> Kp(pool_blocks * size_t(bt) * row), Vp(Kp.size());
                         std::vector<uint8_t> K(size_t(n) * size_t(hi) * row), V(K.size());
                         auto put = [&](uint8_t* dst, float f) {
                             if (dt == DType::F32) std::memcpy(dst, &f, 4);
@@ -181,7 +192,7 @@ TEST(Ops, AttentionOverScatteredBlocksMatchesReference) {
                         for (size_t i = 0; i < q.size(); i++)
                             ASSERT_NEAR(out[i], ref[i], 1e-5f + 1e-5f * std::abs(ref[i]))
                                 << dtype_name(dt) << " hd " << hd << " block " << bt << " [" << lo << "," << hi << ") heads "
-                                << n << " head " << i / size_t(hd);
+                                << n << " head " << i / size_t(hd) << " runs " << runs;
                     }
 }
 

@@ -172,6 +172,66 @@ void attend(const float* const* q_, const void* const* K_, const void* const* V_
         for (int i = 0; i < hd; i++) out[x][i] *= inv[x];
 }
 
+// Requests the rows of slots [from, to) of a head's blocks (slot j is row j % bt of block
+// blocks[j / bt]): the prefetches that cross from one span of adjacent blocks into the next.
+inline void prefetch_slots(const uint8_t* const* blocks, int bt, int64_t row, int from, int to) {
+    while (from < to) {
+        const int b = from / bt, r = from - b * bt, take = std::min(to - from, bt - r);
+        prefetch_lines(blocks[b], r * row, (take * row + 63) / 64 * 64);
+        from += take;
+    }
+}
+
+// attend's key loop over rows [j, e) of one contiguous span (row r at K[x] + r * row), each
+// step requesting the rows kPrefetchBytes ahead. Kept out of line, as are score_tail and
+// value_span: inlined into attend_blocks, the same loops ran 25-30% slower on cold rows
+// (bench_attention, attention_paged/*/fresh).
+template <DType T, int N, int HD>
+[[gnu::noinline]] void score_span(const float* const* q, const void* const* K, int hd, int j, int e, float scale,
+                                  float* const* s) {
+    const int64_t row = int64_t(HD ? HD : hd) * int64_t(dtype_size(T));
+    for (; j + 4 <= e; j += 4)
+        for (int x = 0; x < N; x++) {
+            prefetch_lines(K[x], j * row + kPrefetchBytes, 4 * row);
+            scores4<T, HD>(q[x], K[x], hd, j, scale, s[x]);
+        }
+}
+
+// attend's value loop over rows [c0, e) of one span, prefetching inside it (pf_end: its bytes)
+// and, for the rows kPrefetchBytes ahead that lie past it, through the block table (blocks:
+// each head's, the span's row r being slot a0 + r; hi: the last slot + 1).
+template <DType T, int N, int HD>
+[[gnu::noinline]] void value_span(const float* const* s, const void* const* V, const uint8_t* const* const* blocks,
+                                  int bt, int a0, int hi, int hd, int c0, int e, float* const* out) {
+    const int64_t row = int64_t(HD ? HD : hd) * int64_t(dtype_size(T));
+    const int ahead = int(std::max<int64_t>(1, kPrefetchBytes / row));
+    const int chunk = N == 1 ? e - c0 : kValueChunk;
+    for (int c = c0; c < e; c += chunk) {
+        const int ce = e - c < chunk ? e : c + chunk;
+        for (int x = 0; x < N; x++) {
+            if (ce + ahead > e)
+                prefetch_slots(blocks[x], bt, row, a0 + std::max(e, c + ahead), std::min(hi, a0 + ce + ahead));
+            accumulate_values<T, HD>(s[x], V[x], hd, c, ce, out[x], e * row);
+        }
+    }
+}
+
+// The key loop over a span's last rows [j, e), whose prefetches fall past it (score_span's
+// arguments, and value_span's for the block table).
+template <DType T, int N, int HD>
+[[gnu::noinline]] void score_tail(const float* const* q, const void* const* K, const uint8_t* const* const* blocks,
+                                  int bt, int a0, int hi, int hd, int j, int e, float scale, float* const* s) {
+    const int64_t row = int64_t(HD ? HD : hd) * int64_t(dtype_size(T));
+    const int ahead = int(std::max<int64_t>(1, kPrefetchBytes / row));
+    for (; j + 4 <= e; j += 4)
+        for (int x = 0; x < N; x++) {
+            prefetch_slots(blocks[x], bt, row, a0 + std::max(e, j + ahead), std::min(hi, a0 + j + 4 + ahead));
+            scores4<T, HD>(q[x], K[x], hd, j, scale, s[x]);
+        }
+    for (; j < e; j++)
+        for (int x = 0; x < N; x++) s[x][j] = score1<T, HD>(q[x], K[x], hd, j, scale);
+}
+
 // A prefetch cursor over a head's blocks: the row kPrefetchBytes ahead of the rows being read,
 // in slot order, so blocks that lie anywhere in the pool (where no hardware prefetcher
 // follows) are requested at the contiguous kernel's distance, across block boundaries.
@@ -202,11 +262,10 @@ class BlockCursor {
     int b_ = 0, r_ = 0, left_ = 0;  // the next row to request: row r_ of block b_; rows left
 };
 
-// attend over a paged cache's blocks: head x's slot j is row j % bt of block kb[x][j / bt]
-// (N heads of one sequence, so one block size and block count). The loops are attend's, block
-// by block; the prefetches follow the blocks (BlockCursor).
+// attend over blocks scattered over the pool (see attend_blocks): attend's loops block by
+// block, the prefetches following the block table (BlockCursor).
 template <DType T, int N, int HD>
-void attend_blocks(const float* const* q_, const uint8_t* const* const* kb, const uint8_t* const* const* vb, int bt,
+void attend_scattered(const float* const* q_, const uint8_t* const* const* kb, const uint8_t* const* const* vb, int bt,
                    int hd_, int lo, int hi, float scale, float* scores, float* const* out) {
     const int hd = HD ? HD : hd_;
     const float* q[N];
@@ -245,6 +304,71 @@ void attend_blocks(const float* const* q_, const uint8_t* const* const* kb, cons
                 accumulate_values<T, HD>(s[x] + base, vb[x][b], hd, c, ce, out[x], 0);
             }
         }
+    }
+    for (int x = 0; x < N; x++)
+        for (int i = 0; i < hd; i++) out[x][i] *= inv[x];
+}
+
+// Blocks per span, on average, from which attend_blocks reads spans rather than blocks.
+constexpr int kSpanBlocks = 4;
+
+// attend over a paged cache's blocks: head x's slot j is row j % bt of block kb[x][j / bt]
+// (N heads of one sequence, so one block size and block count). Blocks that follow one another
+// in the pool, for every head and both sides, form a span, read by attend's own loops as one
+// contiguous run; over a span's last kPrefetchBytes the requests follow the block table into
+// the next span, wherever it lies. Blocks scattered over the pool (spans shorter than
+// kSpanBlocks on average) are read block by block instead (attend_scattered): on single-block
+// spans the span loops took 1.6-1.7x its time (docs/KERNELS.md, paged rows).
+template <DType T, int N, int HD>
+void attend_blocks(const float* const* q_, const uint8_t* const* const* kb, const uint8_t* const* const* vb, int bt,
+                   int hd_, int lo, int hi, float scale, float* scores, float* const* out) {
+    const int hd = HD ? HD : hd_;
+    float* s[N];
+    for (int x = 0; x < N; x++) s[x] = scores + int64_t(x) * hi;
+    const int64_t row = int64_t(hd) * int64_t(dtype_size(T));
+    const int ahead = int(std::max<int64_t>(1, kPrefetchBytes / row));  // rows
+    const int64_t block_bytes = bt * row;
+    // One past the last slot of the span holding slot j.
+    auto span_end = [&](int j) {
+        int b = j / bt;
+        for (const int last = (hi - 1) / bt; b < last; b++) {
+            bool next = true;
+            for (int x = 0; x < N; x++)
+                next = next && kb[x][b + 1] == kb[x][b] + block_bytes && vb[x][b + 1] == vb[x][b] + block_bytes;
+            if (!next) break;
+        }
+        return std::min(hi, (b + 1) * bt);
+    };
+    int spans = 0;
+    for (int a = lo; a < hi; a = span_end(a)) spans++;
+    if (spans * kSpanBlocks > (hi - 1) / bt - lo / bt + 1) {
+        attend_scattered<T, N, HD>(q_, kb, vb, bt, hd, lo, hi, scale, scores, out);
+        return;
+    }
+    // A span [a, z) starts inside block a / bt; its row r is slot a0 + r.
+    for (int a = lo; a < hi;) {
+        const int z = span_end(a), a0 = a / bt * bt;
+        const void* K[N];
+        float* sa[N];
+        for (int x = 0; x < N; x++) K[x] = kb[x][a0 / bt], sa[x] = s[x] + a0;
+        // Rows before j prefetch inside the span, the rest through the block table.
+        const int j = a + std::max(0, (z - ahead - a) / 4 * 4);
+        if (j > a) score_span<T, N, HD>(q_, K, hd, a - a0, j - a0, scale, sa);
+        score_tail<T, N, HD>(q_, K, kb, bt, a0, hi, hd, j - a0, z - a0, scale, sa);
+        a = z;
+    }
+    float inv[N];
+    for (int x = 0; x < N; x++) {
+        inv[x] = exp_shifted(s[x], lo, hi);
+        for (int i = 0; i < hd; i++) out[x][i] = 0.0f;
+    }
+    for (int a = lo; a < hi;) {
+        const int z = span_end(a), a0 = a / bt * bt;
+        const void* V[N];
+        const float* sa[N];
+        for (int x = 0; x < N; x++) V[x] = vb[x][a0 / bt], sa[x] = s[x] + a0;
+        value_span<T, N, HD>(sa, V, vb, bt, a0, hi, hd, a - a0, z - a0, out);
+        a = z;
     }
     for (int x = 0; x < N; x++)
         for (int i = 0; i < hd; i++) out[x][i] *= inv[x];
