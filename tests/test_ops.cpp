@@ -121,79 +121,80 @@ TEST(Ops, AttentionMatchesReferenceForEveryStorageType) {
 // A paged cache's blocks read through block tables give the reference's attention for every
 // float type, block size, head count and head size, whether each head's blocks lie in order
 // (one span), in runs of 5 (spans, the prefetches crossing from one to the next) or scattered.
-TEST(Ops, AttentionOverScatteredBlocksMatchesReference) {
+TEST(Ops, AttentionOverBlocksMatchesReference) {
     std::mt19937 rng(9);
     std::normal_distribution<float> nd;
     for (DType dt : {DType::F32, DType::F16, DType::BF16})
         for (int hd : {40, 64})
             for (int bt : {1, 3, 16})
-                for (auto [lo, hi] : {std::pair{0, 1}, std::pair{0, 37}, std::pair{5, 100}, std::pair{16, 64}, std::pair{0, 300}})
+                for (auto [lo, hi] :
+                     {std::pair{0, 1}, std::pair{0, 37}, std::pair{5, 100}, std::pair{16, 64}, std::pair{0, 300}})
                     for (int n : {1, 2, 3, 8})
-                    for (int runs : {0, 5, 1}) {
-                        const size_t esz = dtype_size(dt), row = size_t(hd) * esz;
-                        const int n_blk = (hi + bt - 1) / bt;
-                        // Pool: n heads x n_blk blocks of bt rows; runs of `runs` blocks in a
-                        // shuffled order (0: every head's blocks in order).
-                        std::vector<int> where(size_t(n) * size_t(n_blk));
-                        std::iota(where.begin(), where.end(), 0);
-                        if (runs > 0) {
-                            std::vector<int> order((where.size() + size_t(runs) - 1) / size_t(runs));
-                            std::iota(order.begin(), order.end(), 0);
-                            std::shuffle(order.begin(), order.end(), rng);
-                            // Run r of the table goes to pool run order[r]; the pool is padded to whole runs.
-                            for (size_t i = 0; i < where.size(); i++)
-                                where[i] = order[i / size_t(runs)] * runs + int(i % size_t(runs));
-                        }
-                        const size_t pool_blocks = (where.size() + 4) / 5 * 5;
-                        std::vector<uint8_t> Kp(pool_blocks * size_t(bt) * row), Vp(Kp.size());
-                        std::vector<uint8_t> K(size_t(n) * size_t(hi) * row), V(K.size());
-                        auto put = [&](uint8_t* dst, float f) {
-                            if (dt == DType::F32) std::memcpy(dst, &f, 4);
-                            else {
-                                const uint16_t h = dt == DType::F16 ? f32_to_f16(f) : f32_to_bf16(f);
-                                std::memcpy(dst, &h, 2);
+                        for (int runs : {0, 5, 1}) {
+                            const size_t esz = dtype_size(dt), row = size_t(hd) * esz;
+                            const int n_blk = (hi + bt - 1) / bt;
+                            // Pool: n heads x n_blk blocks of bt rows; runs of `runs` blocks in a
+                            // shuffled order (0: every head's blocks in order).
+                            std::vector<int> where(size_t(n) * size_t(n_blk));
+                            std::iota(where.begin(), where.end(), 0);
+                            if (runs > 0) {
+                                std::vector<int> order((where.size() + size_t(runs) - 1) / size_t(runs));
+                                std::iota(order.begin(), order.end(), 0);
+                                std::shuffle(order.begin(), order.end(), rng);
+                                // Run r of the table goes to pool run order[r]; the pool is padded to whole runs.
+                                for (size_t i = 0; i < where.size(); i++)
+                                    where[i] = order[i / size_t(runs)] * runs + int(i % size_t(runs));
                             }
-                        };
-                        std::vector<float> q(size_t(n) * size_t(hd)), out(q.size()), ref(q.size());
-                        for (auto& v : q) v = 4 * nd(rng);
-                        for (int x = 0; x < n; x++)
-                            for (int j = 0; j < hi; j++) {
-                                const size_t blk = size_t(where[size_t(x * n_blk + j / bt)]);
-                                const size_t at = (blk * size_t(bt) + size_t(j % bt)) * row;
-                                for (int i = 0; i < hd; i++) {
-                                    const float k = nd(rng), v = nd(rng);
-                                    put(&Kp[at + size_t(i) * esz], k);
-                                    put(&Vp[at + size_t(i) * esz], v);
-                                    put(&K[(size_t(x) * size_t(hi) + size_t(j)) * row + size_t(i) * esz], k);
-                                    put(&V[(size_t(x) * size_t(hi) + size_t(j)) * row + size_t(i) * esz], v);
+                            const size_t pool_blocks = (where.size() + 4) / 5 * 5;
+                            std::vector<uint8_t> Kp(pool_blocks * size_t(bt) * row), Vp(Kp.size());
+                            std::vector<uint8_t> K(size_t(n) * size_t(hi) * row), V(K.size());
+                            auto put = [&](uint8_t* dst, float f) {
+                                if (dt == DType::F32) std::memcpy(dst, &f, 4);
+                                else {
+                                    const uint16_t h = dt == DType::F16 ? f32_to_f16(f) : f32_to_bf16(f);
+                                    std::memcpy(dst, &h, 2);
                                 }
+                            };
+                            std::vector<float> q(size_t(n) * size_t(hd)), out(q.size()), ref(q.size());
+                            for (auto& v : q) v = 4 * nd(rng);
+                            for (int x = 0; x < n; x++)
+                                for (int j = 0; j < hi; j++) {
+                                    const size_t blk = size_t(where[size_t(x * n_blk + j / bt)]);
+                                    const size_t at = (blk * size_t(bt) + size_t(j % bt)) * row;
+                                    for (int i = 0; i < hd; i++) {
+                                        const float k = nd(rng), v = nd(rng);
+                                        put(&Kp[at + size_t(i) * esz], k);
+                                        put(&Vp[at + size_t(i) * esz], v);
+                                        put(&K[(size_t(x) * size_t(hi) + size_t(j)) * row + size_t(i) * esz], k);
+                                        put(&V[(size_t(x) * size_t(hi) + size_t(j)) * row + size_t(i) * esz], v);
+                                    }
+                                }
+                            std::vector<std::vector<const uint8_t*>> kb(static_cast<size_t>(n)), vb(static_cast<size_t>(n));
+                            for (int x = 0; x < n; x++)
+                                for (int b = 0; b < n_blk; b++) {
+                                    const size_t at = size_t(where[size_t(x * n_blk + b)]) * size_t(bt) * row;
+                                    kb[size_t(x)].push_back(&Kp[at]);
+                                    vb[size_t(x)].push_back(&Vp[at]);
+                                }
+                            const float* qs[8];
+                            float* os[8];
+                            const uint8_t* const* kbp[8];
+                            const uint8_t* const* vbp[8];
+                            for (int x = 0; x < n; x++) {
+                                qs[x] = q.data() + x * hd;
+                                os[x] = out.data() + x * hd;
+                                kbp[x] = kb[size_t(x)].data();
+                                vbp[x] = vb[size_t(x)].data();
+                                ops::ref::attend_head(qs[x], &K[size_t(x) * size_t(hi) * row], &V[size_t(x) * size_t(hi) * row], dt,
+                                                      hd, lo, hi, 0.125f, ref.data() + x * hd);
                             }
-                        std::vector<std::vector<const uint8_t*>> kb(static_cast<size_t>(n)), vb(static_cast<size_t>(n));
-                        for (int x = 0; x < n; x++)
-                            for (int b = 0; b < n_blk; b++) {
-                                const size_t at = size_t(where[size_t(x * n_blk + b)]) * size_t(bt) * row;
-                                kb[size_t(x)].push_back(&Kp[at]);
-                                vb[size_t(x)].push_back(&Vp[at]);
-                            }
-                        const float* qs[8];
-                        float* os[8];
-                        const uint8_t* const* kbp[8];
-                        const uint8_t* const* vbp[8];
-                        for (int x = 0; x < n; x++) {
-                            qs[x] = q.data() + x * hd;
-                            os[x] = out.data() + x * hd;
-                            kbp[x] = kb[size_t(x)].data();
-                            vbp[x] = vb[size_t(x)].data();
-                            ops::ref::attend_head(qs[x], &K[size_t(x) * size_t(hi) * row], &V[size_t(x) * size_t(hi) * row], dt,
-                                                  hd, lo, hi, 0.125f, ref.data() + x * hd);
+                            std::vector<float> scores(size_t(n) * size_t(hi));
+                            ops::attend_heads_blocks(n, qs, kbp, vbp, bt, dt, hd, lo, hi, 0.125f, scores.data(), os);
+                            for (size_t i = 0; i < q.size(); i++)
+                                ASSERT_NEAR(out[i], ref[i], 1e-5f + 1e-5f * std::abs(ref[i]))
+                                    << dtype_name(dt) << " hd " << hd << " block " << bt << " [" << lo << "," << hi << ") heads "
+                                    << n << " head " << i / size_t(hd) << " runs " << runs;
                         }
-                        std::vector<float> scores(size_t(n) * size_t(hi));
-                        ops::attend_heads_blocks(n, qs, kbp, vbp, bt, dt, hd, lo, hi, 0.125f, scores.data(), os);
-                        for (size_t i = 0; i < q.size(); i++)
-                            ASSERT_NEAR(out[i], ref[i], 1e-5f + 1e-5f * std::abs(ref[i]))
-                                << dtype_name(dt) << " hd " << hd << " block " << bt << " [" << lo << "," << hi << ") heads "
-                                << n << " head " << i / size_t(hd) << " runs " << runs;
-                    }
 }
 
 // The read-only floor's kernel reads every byte: its sum equals a scalar sum of the same words

@@ -266,7 +266,7 @@ class BlockCursor {
 // block, the prefetches following the block table (BlockCursor).
 template <DType T, int N, int HD>
 void attend_scattered(const float* const* q_, const uint8_t* const* const* kb, const uint8_t* const* const* vb, int bt,
-                   int hd_, int lo, int hi, float scale, float* scores, float* const* out) {
+                      int hd_, int lo, int hi, float scale, float* scores, float* const* out) {
     const int hd = HD ? HD : hd_;
     const float* q[N];
     float* s[N];
