@@ -114,11 +114,12 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group, int re
 // engine's ([layer][kv_head][block][block rows][head_dim]), read through block tables as
 // attend_cached reads them (KvCache::block_rows, then ops::attend_heads_blocks, heads two by
 // two). `fresh`: each layer's blocks in order, as a fresh pool hands them to one sequence;
-// `shuffled`: in a random order, as a pool shared by many sequences does. Compare with
+// `runs:8`: runs of 8 blocks in order, the runs in a random order (sequences whose prompts and
+// decode blocks came from a pool in use); `shuffled`: every block anywhere. Compare with
 // attention/<dtype>/keys:K/heads:2 in the same run, alternated:
 //   kvscope_microbench --benchmark_filter='attention(_paged)?/fp16/keys:912/(heads:2|block)'
 //       --benchmark_repetitions=10 --benchmark_enable_random_interleaving=true
-void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block, bool shuffled) {
+void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block, int runs) {
     constexpr int kLayers = 6, kLayerHeads = kHeads / kLayers;
     const size_t elem = size_t(dtype_size(dt)), row = size_t(kHeadDim) * elem;
     const int blocks = (keys + block - 1) / block;  // per layer and sequence
@@ -142,7 +143,15 @@ void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block, 
     for (auto& t : table) {
         t.resize(size_t(blocks));
         std::iota(t.begin(), t.end(), 0);
-        if (shuffled) std::shuffle(t.begin(), t.end(), rng);
+        if (runs > 0) {  // runs of `runs` blocks in a random order (blocks: a whole number of runs or fewer)
+            std::vector<int> order((t.size() + size_t(runs) - 1) / size_t(runs));
+            std::iota(order.begin(), order.end(), 0);
+            std::shuffle(order.begin(), order.end(), rng);
+            std::vector<int> moved;
+            for (int r : order)
+                for (int b = r * runs; b < std::min(blocks, (r + 1) * runs); b++) moved.push_back(b);
+            t = moved;
+        }
     }
     // What KvCache::block_rows computes: each block's first row.
     auto block_rows = [&](const AlignedArray<uint8_t>& a, int64_t copy, int h, std::vector<const uint8_t*>* out) {
@@ -387,10 +396,10 @@ const int kRegistered = [] {
                     keys, group, 1, false);
         for (DType dt : {DType::F32, DType::F16})
             for (int block : {16, 32})
-                for (bool shuffled : {false, true})
+                for (int runs : {0, 8, 1})
                     add("attention_paged/" + std::string(dtype_name(dt)) + k + "/block:" + std::to_string(block) +
-                            (shuffled ? "/shuffled" : "/fresh"),
-                        bm_attention_paged, dt, keys, block, shuffled);
+                            (runs == 0 ? "/fresh" : runs == 1 ? "/shuffled" : "/runs:" + std::to_string(runs)),
+                        bm_attention_paged, dt, keys, block, runs);
         add("attention/layers/fp32" + k, bm_attention, DType::F32, keys, 2, 6, false);
         add("attention/read_floor/fp32" + k, bm_kv_read, DType::F32, keys);
     }
