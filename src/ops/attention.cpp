@@ -334,19 +334,21 @@ void attend_blocks(const float* const* q_, const uint8_t* const* const* kb, cons
     const int64_t row = int64_t(hd) * int64_t(dtype_size(T));
     const int ahead = int(std::max<int64_t>(1, kPrefetchBytes / row));  // rows
     const int64_t block_bytes = bt * row;
-    // One past the last slot of the span holding slot j.
-    auto span_end = [&](int j) {
-        int b = j / bt;
-        for (const int last = (hi - 1) / bt; b < last; b++) {
-            bool next = true;
-            for (int x = 0; x < N; x++)
-                next = next && kb[x][b + 1] == kb[x][b] + block_bytes && vb[x][b + 1] == vb[x][b] + block_bytes;
-            if (!next) break;
-        }
-        return std::min(hi, (b + 1) * bt);
+    // Whether block b + 1 follows block b in the pool, for every head and both sides.
+    auto adjacent = [&](int b) {
+        for (int x = 0; x < N; x++)
+            if (kb[x][b + 1] != kb[x][b] + block_bytes || vb[x][b + 1] != vb[x][b] + block_bytes) return false;
+        return true;
     };
-    int spans = 0;
-    for (int a = lo; a < hi; a = span_end(a)) spans++;
+    // The spans, found once for both passes: [lo, ends[0]), [ends[0], ends[1]), ...
+    thread_local std::vector<int> ends;
+    ends.clear();
+    for (int a = lo, last = (hi - 1) / bt; a < hi; a = ends.back()) {
+        int b = a / bt;
+        while (b < last && adjacent(b)) b++;
+        ends.push_back(std::min(hi, (b + 1) * bt));
+    }
+    const int spans = int(ends.size());
     if (spans * kSpanBlocks > (hi - 1) / bt - lo / bt + 1) {
         attend_scattered<T, N, HD>(q_, kb, vb, bt, hd, lo, hi, scale, scores, out);
         return;
@@ -358,8 +360,8 @@ void attend_blocks(const float* const* q_, const uint8_t* const* const* kb, cons
         return;
     }
     // A span [a, z) starts inside block a / bt; its row r is slot a0 + r.
-    for (int a = lo; a < hi;) {
-        const int z = span_end(a), a0 = a / bt * bt;
+    for (int i = 0, a = lo; i < spans; a = ends[size_t(i++)]) {
+        const int z = ends[size_t(i)], a0 = a / bt * bt;
         const void* K[N];
         float* sa[N];
         for (int x = 0; x < N; x++) K[x] = kb[x][a0 / bt], sa[x] = s[x] + a0;
@@ -367,20 +369,18 @@ void attend_blocks(const float* const* q_, const uint8_t* const* const* kb, cons
         const int j = a + std::max(0, (z - ahead - a) / 4 * 4);
         if (j > a) score_span<T, N, HD>(q_, K, hd, a - a0, j - a0, scale, sa);
         score_tail<T, N, HD>(q_, K, kb, bt, a0, hi, hd, j - a0, z - a0, scale, sa);
-        a = z;
     }
     float inv[N];
     for (int x = 0; x < N; x++) {
         inv[x] = exp_shifted(s[x], lo, hi);
         for (int i = 0; i < hd; i++) out[x][i] = 0.0f;
     }
-    for (int a = lo; a < hi;) {
-        const int z = span_end(a), a0 = a / bt * bt;
+    for (int i = 0, a = lo; i < spans; a = ends[size_t(i++)]) {
+        const int z = ends[size_t(i)], a0 = a / bt * bt;
         const void* V[N];
         const float* sa[N];
         for (int x = 0; x < N; x++) V[x] = vb[x][a0 / bt], sa[x] = s[x] + a0;
         value_span<T, N, HD>(sa, V, vb, bt, a0, hi, hd, a - a0, z - a0, out);
-        a = z;
     }
     for (int x = 0; x < N; x++)
         for (int i = 0; i < hd; i++) out[x][i] *= inv[x];
