@@ -10,8 +10,11 @@
 // shapes. `attention_codec/...` runs the codec kernels over contiguous rows (heads:N, each head
 // its own KV head; gqa:N, N query heads per KV head); `attention_runs/...` runs them over runs
 // as a paged cache (blocks of 16 rows scattered over a pool) or KIVI's per-channel keys hand
-// them over.
+// them over. `attention_paged/...` runs the float kernel over block tables in a pattern
+// (PagedKv), `attention_paged_pair/...` that against the contiguous kernel call by call over
+// the same pool, and `paged_read(_pair)/...` reads the pattern's blocks with no arithmetic.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +24,7 @@
 #include <vector>
 
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
 #include <omp.h>
 
 #include "core/aligned.h"
@@ -111,63 +115,85 @@ void bm_attention(benchmark::State& state, DType dt, int keys, int group, int re
 }
 
 // The paged layout: each head's keys in blocks of `block` rows in a pool laid out as the
-// engine's ([layer][kv_head][block][block rows][head_dim]), read through block tables as
-// attend_cached reads them (KvCache::block_rows, then ops::attend_heads_blocks, heads two by
-// two). `fresh`: each layer's blocks in order, as a fresh pool hands them to one sequence;
-// `runs:8`: runs of 8 blocks in order, the runs in a random order (sequences whose prompts and
-// decode blocks came from a pool in use); `shuffled`: every block anywhere. Compare with
-// attention/<dtype>/keys:K/heads:2 in the same run, alternated:
-//   kvscope_microbench --benchmark_filter='attention(_paged)?/fp16/keys:912/(heads:2|block)'
-//       --benchmark_repetitions=10 --benchmark_enable_random_interleaving=true
-void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block, int runs) {
-    constexpr int kLayers = 6, kLayerHeads = kHeads / kLayers;
-    const size_t elem = size_t(dtype_size(dt)), row = size_t(kHeadDim) * elem;
-    const int blocks = (keys + block - 1) / block;  // per layer and sequence
-    const size_t block_bytes = size_t(block) * row;  // one head's
-    const size_t per_copy = size_t(kLayers) * size_t(kLayerHeads) * size_t(blocks) * block_bytes;
-    const int64_t copies = std::max<int64_t>(2, (int64_t(1024) << 20) / int64_t(2 * per_copy));
-    auto k = make_aligned<uint8_t>(per_copy * size_t(copies)), v = make_aligned<uint8_t>(per_copy * size_t(copies));
-    const uint16_t one = dt == DType::F16 ? 0x3c00 : 0x3f80;
-    for (size_t i = 0; i < per_copy * size_t(copies); i += elem) {
-        if (dt == DType::F32) {
-            const float f = 0.01f * float(i % 97);
-            std::memcpy(&k[i], &f, 4);
-            std::memcpy(&v[i], &f, 4);
-        } else {
-            std::memcpy(&k[i], &one, 2);
-            std::memcpy(&v[i], &one, 2);
+// engine's ([layer][kv_head][block][block rows][head_dim]), with one block table per layer and
+// copy. `runs`: 0 each layer's blocks in order, as a fresh pool hands them to one sequence;
+// 1 every block anywhere; r > 1 runs of r blocks in order, the runs in a random order
+// (sequences whose prompts and decode blocks came from a pool in use).
+struct PagedKv {
+    static constexpr int kLayers = 6, kLayerHeads = kHeads / kLayers;
+    size_t row, block_bytes, per_copy;
+    int blocks;  // per layer and sequence
+    int64_t copies;
+    AlignedArray<uint8_t> k, v;
+    std::vector<std::vector<int>> table;
+    PagedKv(DType dt, int keys, int block, int runs) {
+        const size_t elem = size_t(dtype_size(dt));
+        row = size_t(kHeadDim) * elem;
+        blocks = (keys + block - 1) / block;
+        block_bytes = size_t(block) * row;  // one head's
+        per_copy = size_t(kLayers) * size_t(kLayerHeads) * size_t(blocks) * block_bytes;
+        // An odd number of copies, so that reading them in turn two per iteration
+        // (bm_attention_paged_pair) gives each side every copy.
+        copies = std::max<int64_t>(2, (int64_t(1024) << 20) / int64_t(2 * per_copy)) | 1;
+        k = make_aligned<uint8_t>(per_copy * size_t(copies));
+        v = make_aligned<uint8_t>(per_copy * size_t(copies));
+        const uint16_t one = dt == DType::F16 ? 0x3c00 : 0x3f80;
+        for (size_t i = 0; i < per_copy * size_t(copies); i += elem) {
+            if (dt == DType::F32) {
+                const float f = 0.01f * float(i % 97);
+                std::memcpy(&k[i], &f, 4);
+                std::memcpy(&v[i], &f, 4);
+            } else {
+                std::memcpy(&k[i], &one, 2);
+                std::memcpy(&v[i], &one, 2);
+            }
+        }
+        table.resize(size_t(copies * kLayers));
+        std::mt19937 rng(3);
+        for (auto& t : table) {
+            t.resize(size_t(blocks));
+            std::iota(t.begin(), t.end(), 0);
+            if (runs > 0) {  // runs of `runs` blocks in a random order (blocks: a whole number of runs or fewer)
+                std::vector<int> order((t.size() + size_t(runs) - 1) / size_t(runs));
+                std::iota(order.begin(), order.end(), 0);
+                std::shuffle(order.begin(), order.end(), rng);
+                std::vector<int> moved;
+                for (int r : order)
+                    for (int b = r * runs; b < std::min(blocks, (r + 1) * runs); b++) moved.push_back(b);
+                t = moved;
+            }
         }
     }
-    std::vector<std::vector<int>> table(size_t(copies * kLayers));
-    std::mt19937 rng(3);
-    for (auto& t : table) {
-        t.resize(size_t(blocks));
-        std::iota(t.begin(), t.end(), 0);
-        if (runs > 0) {  // runs of `runs` blocks in a random order (blocks: a whole number of runs or fewer)
-            std::vector<int> order((t.size() + size_t(runs) - 1) / size_t(runs));
-            std::iota(order.begin(), order.end(), 0);
-            std::shuffle(order.begin(), order.end(), rng);
-            std::vector<int> moved;
-            for (int r : order)
-                for (int b = r * runs; b < std::min(blocks, (r + 1) * runs); b++) moved.push_back(b);
-            t = moved;
-        }
-    }
-    // What KvCache::block_rows computes: each block's first row.
-    auto block_rows = [&](const AlignedArray<uint8_t>& a, int64_t copy, int h, std::vector<const uint8_t*>* out) {
+    // The first of head h's blocks in the pool of a copy: its blocks lie in order from there,
+    // whatever order its table gives them.
+    const uint8_t* head_base(const AlignedArray<uint8_t>& a, int64_t copy, int h) const {
         const int il = h / kLayerHeads, kh = h % kLayerHeads;
-        const std::vector<int>& t = table[size_t(copy * kLayers + il)];
-        const uint8_t* base = a.get() + size_t(copy) * per_copy + (size_t(il) * kLayerHeads + size_t(kh)) * size_t(blocks) * block_bytes;
+        return a.get() + size_t(copy) * per_copy + (size_t(il) * kLayerHeads + size_t(kh)) * size_t(blocks) * block_bytes;
+    }
+    // What KvCache::block_rows computes: the first row of each of head h's blocks in a copy.
+    void block_rows(const AlignedArray<uint8_t>& a, int64_t copy, int h, std::vector<const uint8_t*>* out) const {
+        const std::vector<int>& t = table[size_t(copy * kLayers + h / kLayerHeads)];
+        const uint8_t* base = head_base(a, copy, h);
         out->resize(size_t(blocks));
         for (int b = 0; b < blocks; b++) (*out)[size_t(b)] = base + size_t(t[size_t(b)]) * block_bytes;
-    };
-    std::vector<float> q(kHeadDim, 0.1f);
-    auto out = make_aligned<float>(size_t(kHeads) * kHeadDim);
-    const int nt = omp_get_max_threads();
-    const size_t srow = (2 * size_t(keys) + 15) / 16 * 16;
-    auto scores = make_aligned<float>(size_t(nt) * srow);
-    int64_t copy = 0;
-    const int64_t calls = bench::timed_loop(state, [&] {
+    }
+};
+
+const char* pattern_name(int runs) { return runs == 0 ? "fresh" : runs == 1 ? "shuffled" : "runs"; }
+
+// One decode step's attention over a PagedKv copy, heads two by two as attend_cached takes
+// them (KvCache::block_rows, then ops::attend_heads_blocks); `contiguous`: the contiguous
+// kernel (ops::attend_heads) over the same bytes, each head's blocks read in pool order.
+struct PagedStep {
+    const PagedKv& kv;
+    DType dt;
+    int keys, block;
+    std::vector<float> q = std::vector<float>(kHeadDim, 0.1f);
+    AlignedArray<float> out = make_aligned<float>(size_t(kHeads) * kHeadDim);
+    size_t srow = (2 * size_t(keys) + 15) / 16 * 16;
+    AlignedArray<float> scores = make_aligned<float>(size_t(omp_get_max_threads()) * srow);
+    PagedStep(const PagedKv& kv_, DType dt_, int keys_, int block_) : kv(kv_), dt(dt_), keys(keys_), block(block_) {}
+    void run(int64_t copy, bool contiguous) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int h = 0; h < kHeads; h += 2) {
             thread_local std::vector<const uint8_t*> kb[2], vb[2];
@@ -175,19 +201,141 @@ void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block, 
             const float* qs[2] = {q.data(), q.data()};
             const uint8_t* const* kbp[2];
             const uint8_t* const* vbp[2];
+            const void *k0[2], *v0[2];
             float* os[2];
             for (int x = 0; x < 2; x++) {
-                block_rows(k, copy, h + x, &kb[x]);
-                block_rows(v, copy, h + x, &vb[x]);
+                kv.block_rows(kv.k, copy, h + x, &kb[x]);
+                kv.block_rows(kv.v, copy, h + x, &vb[x]);
                 kbp[x] = kb[x].data(), vbp[x] = vb[x].data();
+                k0[x] = kv.head_base(kv.k, copy, h + x), v0[x] = kv.head_base(kv.v, copy, h + x);
                 os[x] = out.get() + (h + x) * kHeadDim;
             }
-            ops::attend_heads_blocks(2, qs, kbp, vbp, block, dt, kHeadDim, 0, keys, 0.125f, sc, os);
+            if (contiguous) ops::attend_heads(2, qs, k0, v0, dt, kHeadDim, 0, keys, 0.125f, sc, os);
+            else ops::attend_heads_blocks(2, qs, kbp, vbp, block, dt, kHeadDim, 0, keys, 0.125f, sc, os);
         }
         benchmark::DoNotOptimize(out.get());
-        copy = (copy + 1) % copies;
+    }
+};
+
+// PagedKv read through block tables. Compare with attention/<dtype>/keys:K/heads:2 in the
+// same run, alternated:
+//   kvscope_microbench --benchmark_filter='attention(_paged)?/fp16/keys:912/(heads:2|block)'
+//       --benchmark_repetitions=10 --benchmark_enable_random_interleaving=true
+// or use attention_paged_pair, which alternates call by call.
+void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block, int runs) {
+    const PagedKv kv(dt, keys, block, runs);
+    PagedStep step(kv, dt, keys, block);
+    int64_t copy = 0;
+    const int64_t calls = bench::timed_loop(state, [&] {
+        step.run(copy, false);
+        copy = (copy + 1) % kv.copies;
     });
-    finish(state, calls, 2 * int64_t(keys) * int64_t(row) * kHeads);
+    finish(state, calls, 2 * int64_t(keys) * int64_t(kv.row) * kHeads);
+}
+
+// The paged kernel against the contiguous one, call by call over the same bytes: each
+// iteration runs the contiguous kernel over one copy of the pool, each head's blocks in pool
+// order, then the paged kernel over another copy through the pattern's tables, and times
+// each call; the copies are taken in turn, so both kernels read every copy, and cold.
+// Why: the memory bandwidth of this VM drifts by tens of percent over seconds, and two
+// buffers allocated apart differ by up to 20% for the same reads (the host's placement of
+// guest memory): alternating single calls keeps both sides under the same drift, and one
+// pool read both ways keeps them on the same memory. Counters: each side's median call
+// (contiguous_us, paged_us) and the median of the pairs' ratios (paged_ratio).
+void bm_attention_paged_pair(benchmark::State& state, DType dt, int keys, int block, int runs) {
+    const PagedKv kv(dt, keys, block, runs);
+    PagedStep step(kv, dt, keys, block);
+    std::vector<double> tc, tp, ratio;
+    int64_t copy = 0;
+    using clock = std::chrono::steady_clock;
+    for (auto _ : state) {
+        const auto t0 = clock::now();
+        step.run(copy, true);
+        copy = (copy + 1) % kv.copies;
+        const auto t1 = clock::now();
+        step.run(copy, false);
+        copy = (copy + 1) % kv.copies;
+        const auto t2 = clock::now();
+        tc.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        tp.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+        ratio.push_back(tp.back() / tc.back());
+    }
+    auto median = [](std::vector<double> v) {
+        std::nth_element(v.begin(), v.begin() + ptrdiff_t(v.size() / 2), v.end());
+        return v[v.size() / 2];
+    };
+    state.counters["contiguous_us"] = median(tc);
+    state.counters["paged_us"] = median(tp);
+    state.counters["paged_ratio"] = median(ratio);
+    state.counters["threads"] = double(omp_get_max_threads());
+}
+
+// The same blocks read with no arithmetic (ops::read_words), heads two by two, K of both then
+// V of both, block by block in table order with the two heads' blocks side by side: what this
+// machine charges for the pattern itself. `ahead`: bytes ahead at which each block's cache
+// lines are requested through the table (0: none, the hardware prefetchers alone).
+// One read of a PagedKv copy (see bm_paged_read); `in_order`: each head's blocks in pool order.
+uint32_t read_paged(const PagedKv& kv, int64_t copy, int ahead, bool in_order = false) {
+    const int ahead_blocks = ahead > 0 ? int((size_t(ahead) + kv.block_bytes - 1) / kv.block_bytes) : 0;
+    uint32_t total = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(+ : total)
+    for (int h = 0; h < kHeads; h += 2) {
+        thread_local std::vector<const uint8_t*> b[2];
+        for (const AlignedArray<uint8_t>* side : {&kv.k, &kv.v}) {
+            for (int x = 0; x < 2; x++) {
+                kv.block_rows(*side, copy, h + x, &b[x]);
+                if (in_order)
+                    for (int i = 0; i < kv.blocks; i++) b[x][size_t(i)] = kv.head_base(*side, copy, h + x) + size_t(i) * kv.block_bytes;
+            }
+            for (int i = 0; i < kv.blocks; i++)
+                for (int x = 0; x < 2; x++) {
+                    if (ahead_blocks > 0 && i + ahead_blocks < kv.blocks)
+                        for (size_t o = 0; o < kv.block_bytes; o += 64)
+                            _mm_prefetch(reinterpret_cast<const char*>(b[x][size_t(i + ahead_blocks)] + o), _MM_HINT_T0);
+                    total += ops::read_words(b[x][size_t(i)], int64_t(kv.block_bytes));
+                }
+        }
+    }
+    return total;
+}
+
+void bm_paged_read(benchmark::State& state, DType dt, int keys, int block, int runs, int ahead) {
+    const PagedKv kv(dt, keys, block, runs);
+    int64_t copy = 0;
+    const int64_t calls = bench::timed_loop(state, [&] {
+        benchmark::DoNotOptimize(read_paged(kv, copy, ahead));
+        copy = (copy + 1) % kv.copies;
+    });
+    finish(state, calls, 2 * int64_t(keys) * int64_t(kv.row) * kHeads);
+}
+
+// bm_paged_read through the pattern's tables against the same read in pool order, call by
+// call over the same pool (as bm_attention_paged_pair): what the pattern itself costs.
+void bm_paged_read_pair(benchmark::State& state, DType dt, int keys, int block, int runs, int ahead) {
+    const PagedKv kv(dt, keys, block, runs);
+    std::vector<double> tc, tp, ratio;
+    int64_t copy = 0;
+    using clock = std::chrono::steady_clock;
+    for (auto _ : state) {
+        const auto t0 = clock::now();
+        benchmark::DoNotOptimize(read_paged(kv, copy, ahead, true));
+        copy = (copy + 1) % kv.copies;
+        const auto t1 = clock::now();
+        benchmark::DoNotOptimize(read_paged(kv, copy, ahead));
+        copy = (copy + 1) % kv.copies;
+        const auto t2 = clock::now();
+        tc.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        tp.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
+        ratio.push_back(tp.back() / tc.back());
+    }
+    auto median = [](std::vector<double> v) {
+        std::nth_element(v.begin(), v.begin() + ptrdiff_t(v.size() / 2), v.end());
+        return v[v.size() / 2];
+    };
+    state.counters["in_order_us"] = median(tc);
+    state.counters["paged_us"] = median(tp);
+    state.counters["paged_ratio"] = median(ratio);
+    state.counters["threads"] = double(omp_get_max_threads());
 }
 
 // The same blocks read with no attention work, as kvscope bench's read floor reads them
@@ -395,11 +543,17 @@ const int kRegistered = [] {
                 add("attention/" + std::string(dtype_name(dt)) + k + "/heads:" + std::to_string(group), bm_attention, dt,
                     keys, group, 1, false);
         for (DType dt : {DType::F32, DType::F16})
-            for (int block : {16, 32})
-                for (int runs : {0, 8, 1})
-                    add("attention_paged/" + std::string(dtype_name(dt)) + k + "/block:" + std::to_string(block) +
-                            (runs == 0 ? "/fresh" : runs == 1 ? "/shuffled" : "/runs:" + std::to_string(runs)),
-                        bm_attention_paged, dt, keys, block, runs);
+            for (int block : {16, 32, 64})
+                for (int runs : {0, 8, 1}) {
+                    const std::string name = std::string(dtype_name(dt)) + k + "/block:" + std::to_string(block) + "/" +
+                                             pattern_name(runs) + (runs > 1 ? ":" + std::to_string(runs) : "");
+                    add("attention_paged/" + name, bm_attention_paged, dt, keys, block, runs);
+                    add("attention_paged_pair/" + name, bm_attention_paged_pair, dt, keys, block, runs);
+                    add("paged_read/" + name + "/ahead:0", bm_paged_read, dt, keys, block, runs, 0);
+                    add("paged_read/" + name + "/ahead:4096", bm_paged_read, dt, keys, block, runs, 4096);
+                    add("paged_read_pair/" + name + "/ahead:0", bm_paged_read_pair, dt, keys, block, runs, 0);
+                    add("paged_read_pair/" + name + "/ahead:4096", bm_paged_read_pair, dt, keys, block, runs, 4096);
+                }
         add("attention/layers/fp32" + k, bm_attention, DType::F32, keys, 2, 6, false);
         add("attention/read_floor/fp32" + k, bm_kv_read, DType::F32, keys);
     }
