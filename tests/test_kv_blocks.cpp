@@ -65,6 +65,42 @@ TEST(KvBlockTables, GrowsAcrossBlockBoundaries) {
     for (int b = 0; b < 4; b++) EXPECT_EQ(pool.refcount(b), 0);
 }
 
+// Sequences growing in turn keep each one's blocks one after another while the pool has room
+// (attention then reads each history as one stretch): a sequence's first blocks go to the
+// longest run of free blocks (from its start in a fresh pool, else with the room left over
+// split before and after them), each later block right after the sequence's last; when that
+// one is taken, any free block.
+TEST(KvBlockTables, KeepsEachSequencesBlocksTogether) {
+    KvBlockPool pool(32, 4);
+    KvBlockTables t(&pool, 3, 128);
+    KvBlockTables::Copy cp{};
+    auto run = [](int from, int n) {
+        std::vector<int> r(static_cast<size_t>(n));
+        std::iota(r.begin(), r.end(), from);
+        return r;
+    };
+    ASSERT_TRUE(t.append(0, 8, &cp));  // the run [0, 32) starts the pool: 0, 1
+    ASSERT_TRUE(t.append(1, 8, &cp));  // [2, 32) leaves 28 blocks of room: from 2 + 28 / 2
+    ASSERT_TRUE(t.append(2, 8, &cp));  // [2, 16) is longer than [18, 32): from 2 + 12 / 2
+    EXPECT_EQ(t.table(0), run(0, 2));
+    EXPECT_EQ(t.table(1), run(16, 2));
+    EXPECT_EQ(t.table(2), run(8, 2));
+    for (int step = 0; step < 24; step++)  // a token each, in turn: 8 blocks each
+        for (int q = 0; q < 3; q++) ASSERT_TRUE(t.append(q, 1, &cp));
+    EXPECT_EQ(t.table(0), run(0, 8));
+    EXPECT_EQ(t.table(1), run(16, 8));
+    EXPECT_EQ(t.table(2), run(8, 8));
+    ASSERT_TRUE(t.append(2, 1, &cp));  // block 16 is sequence 1's: another free block
+    const int b = t.table(2).back();
+    EXPECT_GE(b, 24);
+    EXPECT_EQ(pool.refcount(b), 1);
+    EXPECT_EQ(pool.n_available(), 32 - 25);
+    for (int q = 0; q < 3; q++) t.release(q);
+    EXPECT_EQ(pool.n_available(), 32);
+    ASSERT_TRUE(t.append(0, 128, &cp));  // the whole pool again, in order from block 0
+    EXPECT_EQ(t.table(0), run(0, 32));
+}
+
 TEST(KvBlockTables, SharesCachedPrefixBlocks) {
     KvBlockPool pool(8, 4);
     KvBlockTables t(&pool, 3, 32);

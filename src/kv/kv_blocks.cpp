@@ -32,7 +32,20 @@ KvBlockPool::KvBlockPool(int n_blocks, int block_tokens) : bt_(block_tokens) {
     hash_set_.assign(n, 0);
     tokens_.assign(n * size_t(block_tokens), 0);
     free_.reserve(n);
-    for (int b = n_blocks - 1; b >= 0; b--) free_.push_back(b);  // block 0 is handed out first
+    free_at_.assign(n, -1);
+    for (int b = n_blocks - 1; b >= 0; b--) {  // block 0 is handed out first
+        free_at_[size_t(b)] = int(free_.size());
+        free_.push_back(b);
+    }
+}
+
+void KvBlockPool::take_free(int b) {
+    const int i = free_at_[size_t(b)];
+    const int last = free_.back();
+    free_[size_t(i)] = last;
+    free_at_[size_t(last)] = i;
+    free_.pop_back();
+    free_at_[size_t(b)] = -1;
 }
 
 void KvBlockPool::lru_remove(int b) {
@@ -60,11 +73,34 @@ void KvBlockPool::uncache(int b) {
     hash_set_[size_t(b)] = 0;
 }
 
+int KvBlockPool::allocate_after(int prev, int want) {
+    int b = -1;
+    if (prev >= 0) {
+        if (prev + 1 < n_blocks() && free_at_[size_t(prev) + 1] >= 0) b = prev + 1;
+    } else {
+        int best = 0;  // the longest run of free blocks [s, s + best)
+        for (int s = 0, n = n_blocks(); s < n;) {
+            if (free_at_[size_t(s)] < 0) {
+                s++;
+                continue;
+            }
+            int e = s;
+            while (e < n && free_at_[size_t(e)] >= 0) e++;
+            if (e - s > best) best = e - s, b = s == 0 ? 0 : s + std::max(0, (e - s - want) / 2);
+            s = e;
+        }
+    }
+    if (b < 0) return allocate();
+    take_free(b);
+    ref_[size_t(b)] = 1;
+    return b;
+}
+
 int KvBlockPool::allocate() {
     int b;
     if (!free_.empty()) {
         b = free_.back();
-        free_.pop_back();
+        take_free(b);
     } else if (lru_head_ >= 0) {
         b = lru_head_;
         lru_remove(b);
@@ -86,8 +122,12 @@ void KvBlockPool::unref(int b) {
     int& r = ref_[size_t(b)];
     if (r <= 0) fail("internal: KV block {} released more often than referenced", b);
     if (--r > 0) return;
-    if (hash_set_[size_t(b)]) lru_push(b);
-    else free_.push_back(b);
+    if (hash_set_[size_t(b)]) {
+        lru_push(b);
+    } else {
+        free_at_[size_t(b)] = int(free_.size());
+        free_.push_back(b);
+    }
 }
 
 int KvBlockPool::lookup(uint64_t hash, uint64_t parent, const int32_t* tokens) {
@@ -160,7 +200,8 @@ bool KvBlockTables::append(int seq, int n, Copy* copy) {
         pool_->unref(t.back());
         t.back() = b;
     }
-    while (int(t.size()) * bt < u + n) t.push_back(pool_->allocate());
+    const int want = (u + n + bt - 1) / bt - int(t.size());
+    while (int(t.size()) * bt < u + n) t.push_back(pool_->allocate_after(t.empty() ? -1 : t.back(), want));
     used_[size_t(seq)] = u + n;
     return true;
 }

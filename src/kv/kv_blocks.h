@@ -38,8 +38,16 @@ public:
     int64_t evictions() const { return evictions_; }
 
     // A block with reference count 1, or -1 ("no room") when every block is referenced. A free
-    // block first; else the least recently released cached block, which leaves the cache.
+    // block first (the most recently freed); else the least recently released cached block,
+    // which leaves the cache.
     int allocate();
+    // The same, preferring the free block that lets a sequence's blocks lie one after another
+    // in the pool, so that attention reads its history as one stretch (docs/KERNELS.md, paged
+    // rows): block prev + 1 after a sequence's last block prev. For a sequence's first block
+    // (prev < 0), about to take `want` blocks, the longest run of free blocks: from its start
+    // when it starts the pool, else with the room the sequence leaves split in two, half before
+    // it (for the sequence ending there to grow into) and half after it (for its own growth).
+    int allocate_after(int prev, int want = 1);
     void ref(int b);
     void unref(int b);  // to 0: back to the free list, or the LRU list's tail if cached
 
@@ -54,10 +62,12 @@ private:
     void lru_remove(int b);
     void lru_push(int b);
     void uncache(int b);
+    void take_free(int b);  // removes free block b from the stack
 
     int bt_;
     std::vector<int> ref_;
     std::vector<int> free_;             // a stack: the most recently freed block is reused first
+    std::vector<int> free_at_;          // each block's index in free_, -1 when not there
     std::vector<int> prev_, next_;      // the LRU list of cached blocks with no reference
     int lru_head_ = -1, lru_tail_ = -1, n_lru_ = 0;
     std::vector<uint64_t> hash_, parent_;
