@@ -23,9 +23,9 @@
 // same for V. Slot s of a sequence is row s % block_tokens of block table[s / block_tokens]
 // (kv_blocks.h, attached with set_tables), so a head's history is one contiguous run per
 // block, and attention reads it block by block through block_rows() (or runs()), with no
-// copy. A head's blocks are neighbours in the pool, so a sequence given blocks in order (a
-// fresh pool hands them out in order) reads each head as one stream, as the contiguous layout
-// does.
+// copy. A head's blocks are neighbours in the pool, so a sequence given blocks one after
+// another (the pool does where it has room: KvBlockPool::allocate_after) reads each head as
+// one stream, as the contiguous layout does.
 #pragma once
 
 #include <cstdint>
