@@ -233,48 +233,56 @@ void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block, 
     finish(state, calls, 2 * int64_t(keys) * int64_t(kv.row) * kHeads);
 }
 
-// The paged kernel against the contiguous one, call by call over the same bytes: each
-// iteration runs the contiguous kernel over one copy of the pool, each head's blocks in pool
-// order, then the paged kernel over another copy through the pattern's tables, and times
-// each call; the copies are taken in turn, so both kernels read every copy, and cold.
-// Why: the memory bandwidth of this VM drifts by tens of percent over seconds, and two
-// buffers allocated apart differ by up to 20% for the same reads (the host's placement of
-// guest memory): alternating single calls keeps both sides under the same drift, and one
-// pool read both ways keeps them on the same memory. Counters: each side's median call
-// (contiguous_us, paged_us) and the median of the pairs' ratios (paged_ratio).
-void bm_attention_paged_pair(benchmark::State& state, DType dt, int keys, int block, int runs) {
-    const PagedKv kv(dt, keys, block, runs);
-    PagedStep step(kv, dt, keys, block);
-    std::vector<double> tc, tp, ratio;
+// Runs base(copy) and then paged(copy) once per iteration over a PagedKv's copies, taken in
+// turn (kv.copies is odd, so each side reads every copy, and cold), timing each call.
+// Counters: each side's median call (<base_name>_us, paged_us) and the median of the pairs'
+// ratios (paged_ratio).
+template <class Base, class Paged>
+void paired_calls(benchmark::State& state, const PagedKv& kv, const std::string& base_name, Base&& base, Paged&& paged) {
+    std::vector<double> tb, tp, ratio;
     int64_t copy = 0;
     using clock = std::chrono::steady_clock;
     for (auto _ : state) {
         const auto t0 = clock::now();
-        step.run(copy, true);
+        base(copy);
         copy = (copy + 1) % kv.copies;
         const auto t1 = clock::now();
-        step.run(copy, false);
+        paged(copy);
         copy = (copy + 1) % kv.copies;
         const auto t2 = clock::now();
-        tc.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        tb.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
         tp.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
-        ratio.push_back(tp.back() / tc.back());
+        ratio.push_back(tp.back() / tb.back());
     }
     auto median = [](std::vector<double> v) {
         std::nth_element(v.begin(), v.begin() + ptrdiff_t(v.size() / 2), v.end());
         return v[v.size() / 2];
     };
-    state.counters["contiguous_us"] = median(tc);
+    state.counters[base_name + "_us"] = median(tb);
     state.counters["paged_us"] = median(tp);
     state.counters["paged_ratio"] = median(ratio);
     state.counters["threads"] = double(omp_get_max_threads());
 }
 
+// The paged kernel against the contiguous one, call by call over the same bytes: the
+// contiguous kernel over one copy of the pool, each head's blocks in pool order, then the
+// paged kernel over the next copy through the pattern's tables (paired_calls). Why: the
+// memory bandwidth of this VM drifts by tens of percent over seconds, and two buffers
+// allocated apart differ by up to 20% for the same reads (the host's placement of guest
+// memory): alternating single calls keeps both sides under the same drift, and one pool read
+// both ways keeps them on the same memory.
+void bm_attention_paged_pair(benchmark::State& state, DType dt, int keys, int block, int runs) {
+    const PagedKv kv(dt, keys, block, runs);
+    PagedStep step(kv, dt, keys, block);
+    paired_calls(state, kv, "contiguous", [&](int64_t copy) { step.run(copy, true); },
+                 [&](int64_t copy) { step.run(copy, false); });
+}
+
 // The same blocks read with no arithmetic (ops::read_words), heads two by two, K of both then
-// V of both, block by block in table order with the two heads' blocks side by side: what this
-// machine charges for the pattern itself. `ahead`: bytes ahead at which each block's cache
-// lines are requested through the table (0: none, the hardware prefetchers alone).
-// One read of a PagedKv copy (see bm_paged_read); `in_order`: each head's blocks in pool order.
+// V of both, block by block in table order (`in_order`: pool order) with the two heads'
+// blocks side by side: what this machine charges for the pattern itself. `ahead`: bytes
+// ahead at which each block's cache lines are requested through the table (0: none, the
+// hardware prefetchers alone).
 uint32_t read_paged(const PagedKv& kv, int64_t copy, int ahead, bool in_order = false) {
     const int ahead_blocks = ahead > 0 ? int((size_t(ahead) + kv.block_bytes - 1) / kv.block_bytes) : 0;
     uint32_t total = 0;
@@ -313,29 +321,8 @@ void bm_paged_read(benchmark::State& state, DType dt, int keys, int block, int r
 // call over the same pool (as bm_attention_paged_pair): what the pattern itself costs.
 void bm_paged_read_pair(benchmark::State& state, DType dt, int keys, int block, int runs, int ahead) {
     const PagedKv kv(dt, keys, block, runs);
-    std::vector<double> tc, tp, ratio;
-    int64_t copy = 0;
-    using clock = std::chrono::steady_clock;
-    for (auto _ : state) {
-        const auto t0 = clock::now();
-        benchmark::DoNotOptimize(read_paged(kv, copy, ahead, true));
-        copy = (copy + 1) % kv.copies;
-        const auto t1 = clock::now();
-        benchmark::DoNotOptimize(read_paged(kv, copy, ahead));
-        copy = (copy + 1) % kv.copies;
-        const auto t2 = clock::now();
-        tc.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-        tp.push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
-        ratio.push_back(tp.back() / tc.back());
-    }
-    auto median = [](std::vector<double> v) {
-        std::nth_element(v.begin(), v.begin() + ptrdiff_t(v.size() / 2), v.end());
-        return v[v.size() / 2];
-    };
-    state.counters["in_order_us"] = median(tc);
-    state.counters["paged_us"] = median(tp);
-    state.counters["paged_ratio"] = median(ratio);
-    state.counters["threads"] = double(omp_get_max_threads());
+    paired_calls(state, kv, "in_order", [&](int64_t copy) { benchmark::DoNotOptimize(read_paged(kv, copy, ahead, true)); },
+                 [&](int64_t copy) { benchmark::DoNotOptimize(read_paged(kv, copy, ahead)); });
 }
 
 // The same blocks read with no attention work, as kvscope bench's read floor reads them
