@@ -170,12 +170,14 @@ struct PagedKv {
         const int il = h / kLayerHeads, kh = h % kLayerHeads;
         return a.get() + size_t(copy) * per_copy + (size_t(il) * kLayerHeads + size_t(kh)) * size_t(blocks) * block_bytes;
     }
-    // What KvCache::block_rows computes: the first row of each of head h's blocks in a copy.
-    void block_rows(const AlignedArray<uint8_t>& a, int64_t copy, int h, std::vector<const uint8_t*>* out) const {
+    // What KvCache::block_rows computes: the first row of each of head h's blocks in a copy,
+    // in table order (`in_order`: pool order).
+    void block_rows(const AlignedArray<uint8_t>& a, int64_t copy, int h, std::vector<const uint8_t*>* out,
+                    bool in_order = false) const {
         const std::vector<int>& t = table[size_t(copy * kLayers + h / kLayerHeads)];
         const uint8_t* base = head_base(a, copy, h);
         out->resize(size_t(blocks));
-        for (int b = 0; b < blocks; b++) (*out)[size_t(b)] = base + size_t(t[size_t(b)]) * block_bytes;
+        for (int b = 0; b < blocks; b++) (*out)[size_t(b)] = base + size_t(in_order ? b : t[size_t(b)]) * block_bytes;
     }
 };
 
@@ -204,10 +206,13 @@ struct PagedStep {
             const void *k0[2], *v0[2];
             float* os[2];
             for (int x = 0; x < 2; x++) {
-                kv.block_rows(kv.k, copy, h + x, &kb[x]);
-                kv.block_rows(kv.v, copy, h + x, &vb[x]);
-                kbp[x] = kb[x].data(), vbp[x] = vb[x].data();
-                k0[x] = kv.head_base(kv.k, copy, h + x), v0[x] = kv.head_base(kv.v, copy, h + x);
+                if (contiguous) {
+                    k0[x] = kv.head_base(kv.k, copy, h + x), v0[x] = kv.head_base(kv.v, copy, h + x);
+                } else {
+                    kv.block_rows(kv.k, copy, h + x, &kb[x]);
+                    kv.block_rows(kv.v, copy, h + x, &vb[x]);
+                    kbp[x] = kb[x].data(), vbp[x] = vb[x].data();
+                }
                 os[x] = out.get() + (h + x) * kHeadDim;
             }
             if (contiguous) ops::attend_heads(2, qs, k0, v0, dt, kHeadDim, 0, keys, 0.125f, sc, os);
@@ -217,11 +222,9 @@ struct PagedStep {
     }
 };
 
-// PagedKv read through block tables. Compare with attention/<dtype>/keys:K/heads:2 in the
-// same run, alternated:
-//   kvscope_microbench --benchmark_filter='attention(_paged)?/fp16/keys:912/(heads:2|block)'
-//       --benchmark_repetitions=10 --benchmark_enable_random_interleaving=true
-// or use attention_paged_pair, which alternates call by call.
+// PagedKv read through block tables, alone. To compare with the contiguous kernel use
+// attention_paged_pair: attention/<dtype>/... reads a buffer of its own, and two buffers
+// differ here by up to 20% for the same reads.
 void bm_attention_paged(benchmark::State& state, DType dt, int keys, int block, int runs) {
     const PagedKv kv(dt, keys, block, runs);
     PagedStep step(kv, dt, keys, block);
@@ -290,11 +293,7 @@ uint32_t read_paged(const PagedKv& kv, int64_t copy, int ahead, bool in_order = 
     for (int h = 0; h < kHeads; h += 2) {
         thread_local std::vector<const uint8_t*> b[2];
         for (const AlignedArray<uint8_t>* side : {&kv.k, &kv.v}) {
-            for (int x = 0; x < 2; x++) {
-                kv.block_rows(*side, copy, h + x, &b[x]);
-                if (in_order)
-                    for (int i = 0; i < kv.blocks; i++) b[x][size_t(i)] = kv.head_base(*side, copy, h + x) + size_t(i) * kv.block_bytes;
-            }
+            for (int x = 0; x < 2; x++) kv.block_rows(*side, copy, h + x, &b[x], in_order);
             for (int i = 0; i < kv.blocks; i++)
                 for (int x = 0; x < 2; x++) {
                     if (ahead_blocks > 0 && i + ahead_blocks < kv.blocks)
